@@ -47,6 +47,8 @@ class Report:
         self.errors: list[Finding] = []
         self.warnings: list[Finding] = []
         self._seen: set = set()
+        # Errors raised so far, repeats included (a site's check can repeat another site's).
+        self.error_count = 0
 
     def _add(self, bucket: list, finding: Finding) -> None:
         marker = (id(bucket), finding.where, finding.key, finding.message)
@@ -55,6 +57,7 @@ class Report:
             bucket.append(finding)
 
     def error(self, where: str, key: str, value, message: str, fix: str) -> None:
+        self.error_count += 1
         self._add(self.errors, Finding(where, key, value, message, fix))
 
     def warning(self, where: str, key: str, value, message: str, fix: str) -> None:
@@ -272,10 +275,10 @@ def check_devices(report: Report, site: str, devices: list, subnet: netaddr.IPNe
                 report.error(where, f"{key}.expires", expires, "is not a date", "write the last day as YYYY-MM-DD")
                 good = False
             elif expiry < today:
-                report.warning(where, f"{key}.expires", expires,
-                               f"the registration of {device['name']} expired; the device has no access",
-                               "extend `expires` if the device is still in use, otherwise delete the entry")
-                continue
+                report.error(where, f"{key}.expires", expires,
+                             f"the registration of {device['name']} expired (today is {today.isoformat()})",
+                             "extend `expires` if the device is still in use, otherwise delete the entry")
+                good = False
         if good:
             usable.append({**device, "mac": mac, "_ip": ip, "_expires": expiry})
     return usable

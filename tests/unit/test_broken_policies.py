@@ -1,0 +1,68 @@
+"""Every broken-policy fixture is rejected with a message that names file, key and fix; the
+production policy compiles clean; and the validation play stops with no host contacted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gerbang_kota.inventory import compile_inventory
+from policy_copy import REPO_ROOT, apply_case, copy_policy
+
+CASES = yaml.safe_load((REPO_ROOT / "tests/fixtures/broken_policies.yml").read_text(encoding="utf-8"))
+TODAY = __import__("datetime").date(2026, 11, 23)
+
+
+@pytest.fixture(scope="module")
+def production_city():
+    return compile_inventory(REPO_ROOT / "inventory/production", today=TODAY)
+
+
+def test_production_policy_is_valid(production_city):
+    assert production_city["errors"] == []
+    assert len(production_city["sites"]) == 34
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_broken_policy_is_rejected_with_its_message(case, tmp_path):
+    root = copy_policy(tmp_path)
+    apply_case(root, case)
+    city = compile_inventory(root / "inventory/production", repo_root=root, today=TODAY)
+    if "warn" in case:
+        assert city["errors"] == [], [e["line"] for e in city["errors"]]
+        lines = [w["line"] for w in city["warnings"]]
+        assert any(all(part in line for part in case["warn"]) for line in lines), lines
+        return
+    lines = [e["line"] for e in city["errors"]]
+    assert any(all(part in line for part in case["expect"]) for line in lines), lines
+    assert all("Fix: " in line for line in lines)
+    assert city["sites"] == {}, "a policy with errors must not yield site policies"
+
+
+def _run_validate(inventory: Path, root: Path = REPO_ROOT):
+    # Any connection attempt would go to the loopback discard port and show up as UNREACHABLE.
+    command = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory),
+               str(REPO_ROOT / "playbooks/validate.yml"), "-e", "ansible_host=127.0.0.1", "-e", "ansible_port=9"]
+    return subprocess.run(command, capture_output=True, text=True, cwd=root, check=False,
+                          env={**__import__("os").environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg")})
+
+
+def test_validation_play_stops_every_host_without_contacting_any(tmp_path):
+    root = copy_policy(tmp_path)
+    apply_case(root, next(c for c in CASES if c["name"] == "duplicate-mac-across-sites"))
+    result = _run_validate(root / "inventory/production", root)
+    assert result.returncode != 0
+    assert "is already registered in host_vars/setda/devices.yml" in result.stdout
+    assert "no gateway was touched" in result.stdout
+    assert "UNREACHABLE" not in result.stdout
+    assert "unreachable=1" not in result.stdout
+
+
+def test_validation_play_passes_on_production():
+    result = _run_validate(REPO_ROOT / "inventory/production")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "failed=1" not in result.stdout and "unreachable=1" not in result.stdout
