@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Print measured shaping figures: accuracy, fairness, government-app guarantee and latency.
+
+    .venv/bin/python bench/shaping_bench.py --standalone [--sites bappeda,diskominfo,rsud]
+
+--standalone renders the shaping role's script for each site (bench/shaping_render.yml, from
+the compiled policy, leaf qdisc pfifo limit 30 as in the lab) and applies it in a gateway
+namespace this bench creates (shpb-gw between shpb-up = upstream and shpb-lan = clients).
+The nftables role's classification contract (docs/architecture.md: `meta priority set` from
+per-device maps, government-app addresses to 1:2) is loaded beside it. Everything is torn down
+at the end. Goodput is judged against 0.956 x the class rate (HTB counts layer-2 bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+import shaping_measure as measure  # noqa: E402
+
+
+@dataclass
+class SiteUnderTest:
+    site: dict            # compiled site policy
+    gateway: list[str]    # command prefix that runs a command on the gateway
+    client_ns: str
+    upstream_ns: str
+    upstream_ip: str      # the site's WAN gateway, as seen from the gateway
+    govapp_ip: str        # an address of a government app, in the upstream namespace
+    clients: list[str]    # registered device addresses present in client_ns
+
+    def flow(self, client, download=True, server=None):
+        return measure.Flow(self.client_ns, client, self.upstream_ns, server or self.upstream_ip, download)
+
+
+def measure_site(sut: SiteUnderTest, seconds: float = 5) -> dict:
+    bw = sut.site["bandwidth"]
+    ceil, up_ceil = bw["ceil_mbit"], bw["upload_ceil_mbit"]
+    dev_ceil = min(bw["device_ceil_mbit"], ceil)
+    out = {"site": sut.site["name"], "ceil_mbit": ceil}
+    [down] = measure.run_flows([sut.flow(sut.clients[0])], seconds)
+    [up] = measure.run_flows([sut.flow(sut.clients[0], download=False)], seconds)
+    out["download"] = {"goodput": down, "expected": measure.expected_goodput(dev_ceil)}
+    out["upload"] = {"goodput": up, "expected": measure.expected_goodput(min(bw["device_ceil_mbit"], up_ceil))}
+    shares = measure.run_flows([sut.flow(c) for c in sut.clients[:5]], seconds + 1, omit=2)
+    out["fairness"] = {"shares": shares, "jain": measure.jain(shares), "sum": sum(shares),
+                       "expected_sum": measure.expected_goodput(ceil)}
+    # Government app: one bulk flow from the app while the other devices saturate.
+    busy = [sut.flow(c) for c in sut.clients[1:5]]
+    rates = measure.run_flows([sut.flow(sut.clients[0], server=sut.govapp_ip)] + busy, seconds + 1, omit=2)
+    out["govapp"] = {"goodput": rates[0], "guaranteed": measure.expected_goodput(bw["govapp_rate_mbit"]),
+                     "others": rates[1:]}
+    # Latency of the government-app class: idle, then while the other devices saturate.
+    idle = measure.ping(sut.client_ns, sut.clients[0], sut.govapp_ip, count=20)
+    with Background([sut.flow(c) for c in sut.clients[1:5]], seconds=12):
+        time.sleep(2)
+        loaded = measure.ping(sut.client_ns, sut.clients[0], sut.govapp_ip, count=30, interval=0.2)
+        device_loaded = measure.ping(sut.client_ns, sut.clients[0], sut.upstream_ip, count=10, interval=0.2)
+    out["latency"] = {"govapp_idle": idle, "govapp_loaded": loaded, "idle_device_loaded": device_loaded}
+    return out
+
+
+class Background:
+    """Saturating flows that run while the body of the `with` measures something else."""
+
+    def __init__(self, flows, seconds):
+        self.flows, self.seconds, self.proc = flows, seconds, None
+
+    def __enter__(self):
+        code = ("import sys, json; sys.path.insert(0, %r); import shaping_measure as m; "
+                "flows = [m.Flow(*f) for f in json.loads(sys.argv[1])]; m.run_flows(flows, %r, omit=0, base_port=5301)"
+                % (str(REPO / "bench"), self.seconds))
+        spec = json.dumps([[f.client_ns, f.client_ip, f.server_ns, f.server_ip, f.download] for f in self.flows])
+        self.proc = subprocess.Popen([sys.executable, "-c", code, spec])
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.wait(timeout=self.seconds + 30)
+
+
+# ---- standalone: a gateway namespace running the role's rendered script ----------------------
+
+GW, UP, LAN = "shpb-gw", "shpb-up", "shpb-lan"
+
+
+def sh(*argv, check=True):
+    return subprocess.run(argv, check=check, capture_output=True, text=True)
+
+
+def teardown():
+    for ns in (GW, UP, LAN):
+        sh("ip", "netns", "del", ns, check=False)
+
+
+def classification(site: dict, clients: list[str]) -> str:
+    """The nftables role's contract for these clients (docs/architecture.md)."""
+    by_ip = {d["ip"]: d["classid"] for d in site["devices"]}
+    elements = ", ".join(f"{ip} : {by_ip[ip]}" for ip in clients)
+    govapps = ", ".join(site["govapp_cidrs"])
+    return f"""table inet shaping_bench {{
+  set govapp_v4 {{ type ipv4_addr; flags interval; elements = {{ {govapps} }}; }}
+  map download {{ type ipv4_addr : classid; elements = {{ {elements} }}; }}
+  map upload {{ type ipv4_addr : classid; elements = {{ {elements} }}; }}
+  chain forward {{
+    type filter hook forward priority 0; policy accept;
+    meta priority set ip daddr map @download
+    meta priority set ip saddr map @upload
+    ip saddr @govapp_v4 meta priority set 1:2
+    ip daddr @govapp_v4 meta priority set 1:2
+  }}
+}}
+"""
+
+
+def standalone_site(site: dict, script: Path) -> SiteUnderTest:
+    teardown()
+    for ns in (GW, UP, LAN):
+        sh("ip", "netns", "add", ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+    wan, lan = site["wan"], site["lan"]
+    govapp_ip = str(next(ipaddress.ip_network(site["govapp_cidrs"][0]).hosts()))
+    sh("ip", "-n", GW, "link", "add", wan["interface"], "type", "veth", "peer", "name", "up0", "netns", UP)
+    sh("ip", "-n", GW, "link", "add", lan["interface"], "type", "veth", "peer", "name", "lan0", "netns", LAN)
+    sh("ip", "-n", GW, "addr", "add", wan["address"], "dev", wan["interface"])
+    sh("ip", "-n", GW, "addr", "add", f"{lan['address']}/{lan['prefixlen']}", "dev", lan["interface"])
+    sh("ip", "-n", UP, "addr", "add", f"{wan['gateway']}/{wan['prefixlen']}", "dev", "up0")
+    sh("ip", "-n", UP, "addr", "add", f"{govapp_ip}/32", "dev", "up0")
+    clients = [d["ip"] for d in site["devices"]][:5]
+    for ip in clients:
+        sh("ip", "-n", LAN, "addr", "add", f"{ip}/{lan['prefixlen']}", "dev", "lan0")
+    for ns, dev in ((GW, wan["interface"]), (GW, lan["interface"]), (UP, "up0"), (LAN, "lan0")):
+        sh("ip", "-n", ns, "link", "set", dev, "up")
+    sh("ip", "-n", GW, "route", "add", "default", "via", wan["gateway"])
+    sh("ip", "-n", UP, "route", "add", lan["subnet"], "via", wan["ip"])
+    sh("ip", "-n", LAN, "route", "add", "default", "via", lan["address"])
+    sh("ip", "netns", "exec", GW, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    subprocess.run(["ip", "netns", "exec", GW, "nft", "-f", "-"], input=classification(site, clients), text=True, check=True)
+    sh("ip", "netns", "exec", GW, "sh", str(script), "apply")
+    time.sleep(1.5)  # let IPv6 DAD and neighbour discovery settle
+    return SiteUnderTest(site, ["ip", "netns", "exec", GW], LAN, UP, wan["gateway"], govapp_ip, clients)
+
+
+def render(sites: list[str], inventory: str, workdir: Path) -> None:
+    subprocess.run([str(REPO / ".venv/bin/ansible-playbook"), "-i", inventory, str(REPO / "bench/shaping_render.yml"),
+                    "--limit", ",".join(sites), "-e", f"shaping_bench_dir={workdir}", "-e", "shaping_leaf_qdisc=pfifo",
+                    "-e", "shaping_leaf_qdisc_options='limit 30'"], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+
+
+def report(result: dict) -> None:
+    def pct(measured, expected):
+        return f"{measured:7.2f} Mbit/s (expected {expected:6.2f}, {100 * (measured / expected - 1):+5.1f} %)"
+    print(f"\n== {result['site']} (site ceiling {result['ceil_mbit']} Mbit/s)")
+    print(f"  download, one device   {pct(result['download']['goodput'], result['download']['expected'])}")
+    print(f"  upload, one device     {pct(result['upload']['goodput'], result['upload']['expected'])}")
+    fair = result["fairness"]
+    print(f"  {len(fair['shares'])} devices together   {' '.join(f'{s:.2f}' for s in fair['shares'])}  "
+          f"Jain {fair['jain']:.3f}  sum {pct(fair['sum'], fair['expected_sum'])}")
+    gov = result["govapp"]
+    print(f"  govapp flow, 4 busy    {gov['goodput']:7.2f} Mbit/s (guaranteed {gov['guaranteed']:.2f}); "
+          f"others {' '.join(f'{s:.2f}' for s in gov['others'])}")
+    lat = result["latency"]
+    print(f"  govapp ping idle       median {lat['govapp_idle']['median']:.3f} ms  p95 {lat['govapp_idle']['p95']:.3f} ms")
+    print(f"  govapp ping, 4 busy    median {lat['govapp_loaded']['median']:.3f} ms  p95 {lat['govapp_loaded']['p95']:.3f} ms")
+    print(f"  idle-device ping, 4 busy {lat['idle_device_loaded']['median']:.3f} ms  p95 {lat['idle_device_loaded']['p95']:.3f} ms")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--standalone", action="store_true", required=True,
+                        help="build a gateway namespace and apply the rendered script (the whole-city lab is measured by tests/lab)")
+    parser.add_argument("--sites", default="bappeda,diskominfo,rsud", help="comma-separated sites (10, 50, 100 Mbit/s)")
+    parser.add_argument("--inventory", default="inventory/production", help="used only to compile the policy; no host is contacted")
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--json", help="also write the raw results here")
+    args = parser.parse_args()
+    sites = args.sites.split(",")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="shaping-bench-") as tmp:
+        work = Path(tmp)
+        render(sites, args.inventory, work)
+        try:
+            for name in sites:
+                site = json.loads((work / f"{name}.json").read_text())
+                results.append(measure_site(standalone_site(site, work / f"{name}.sh"), args.seconds))
+                report(results[-1])
+        finally:
+            teardown()
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
