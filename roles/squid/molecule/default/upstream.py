@@ -2,8 +2,9 @@
 """Stand-in for the internet behind the gateway: DNS, HTTP on :80 and HTTPS on :443 for any name.
 
 Runs in the scenario's upstream namespace. Every answer names the Host (or SNI) it was asked for,
-so a test can tell a served page from Squid's block page. `/slow?seconds=N` trickles one chunk
-per second for N seconds (a long download that must survive `squid -k reconfigure`).
+so a test can tell a served page from Squid's block page. `/cacheable` may be cached;
+`/slow?seconds=N` trickles one 1 KiB chunk per second for N seconds (a long download that must
+survive `squid -k reconfigure`).
 The DNS answers every A question with this server's address (Squid verifies intercepted Host
 headers and SNIs against DNS, as it does against the gateway's dnsmasq in the city).
 """
@@ -44,7 +45,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
+        # /cacheable may be kept by a cache; everything else must always come from here.
+        self.send_header("Cache-Control", "max-age=600" if url.path == "/cacheable" else "no-store")
         self.end_headers()
         self.wfile.write(body)
 
