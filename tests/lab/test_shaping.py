@@ -1,0 +1,139 @@
+"""Shaping in the whole-city lab, after `ansible-playbook site.yml` (real nftables marks).
+
+What a client gets through its site's gateway: accuracy at 10, 50 and 100 Mbit/s sites
+(±5 % of 0.956 x allocation: HTB counts layer-2 bytes, iperf3 reports TCP goodput), five
+devices saturating together (Jain >= 0.95), a government-app flow keeping its guaranteed rate
+while others saturate and its ping staying within 10 ms of idle, and a changed allocation
+re-shaping only that site.
+
+Uses these helpers of tests/lab/labtools.py (lab engineer):
+  labtools.compiled_site(site) -> dict            the compiled site policy
+  labtools.clients(site, count) -> [(netns, ip)]  registered devices of the site, leased and online
+  labtools.upstream() -> (netns, ip)              the lab internet (iperf3 runs there)
+  labtools.govapp_server() -> (netns, ip)         an address of a government app, in the lab internet
+  labtools.gateway_exec(site) -> [argv prefix]    runs a command on the site's gateway
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import labtools  # noqa: E402
+import shaping_measure as measure  # noqa: E402
+
+TOLERANCE = 0.05
+# One site per allocation size in the city's policy.
+SITES_BY_CEILING = {10: "bappeda", 50: "diskominfo", 100: "rsud"}
+
+
+def flows(site, count, download=True, server=None):
+    up_ns, up_ip = server or labtools.upstream()
+    return [measure.Flow(ns, ip, up_ns, up_ip, download) for ns, ip in labtools.clients(site, count)]
+
+
+def assert_close(measured, expected):
+    assert abs(measured - expected) <= TOLERANCE * expected, f"{measured:.2f} Mbit/s, expected {expected:.2f} ±5 %"
+
+
+@pytest.mark.parametrize("ceiling", sorted(SITES_BY_CEILING))
+def test_download_matches_the_allocation(ceiling):
+    site = SITES_BY_CEILING[ceiling]
+    bw = labtools.compiled_site(site)["bandwidth"]
+    assert bw["ceil_mbit"] == ceiling, "the policy changed: pick another site for this allocation"
+    [goodput] = measure.run_flows(flows(site, 1), seconds=5)
+    assert_close(goodput, measure.expected_goodput(min(bw["device_ceil_mbit"], bw["ceil_mbit"])))
+
+
+@pytest.mark.parametrize("ceiling", sorted(SITES_BY_CEILING))
+def test_upload_matches_the_allocation(ceiling):
+    site = SITES_BY_CEILING[ceiling]
+    bw = labtools.compiled_site(site)["bandwidth"]
+    [goodput] = measure.run_flows(flows(site, 1, download=False), seconds=5)
+    assert_close(goodput, measure.expected_goodput(min(bw["device_ceil_mbit"], bw["upload_ceil_mbit"])))
+
+
+def test_devices_saturating_together_get_fair_shares():
+    site = SITES_BY_CEILING[50]
+    rates = measure.run_flows(flows(site, 5), seconds=6, omit=2)
+    print(f"{site}: {[round(r, 2) for r in rates]} Jain {measure.jain(rates):.3f}")
+    assert measure.jain(rates) >= 0.95, rates
+
+
+def test_device_traffic_is_counted_in_its_own_class():
+    site = SITES_BY_CEILING[50]
+    compiled = labtools.compiled_site(site)
+    [(ns, ip)] = labtools.clients(site, 1)
+    classid = next(d["classid"] for d in compiled["devices"] if d["ip"] == ip)
+    gateway = labtools.gateway_exec(site)
+    before = measure.class_bytes(gateway, compiled["lan"]["interface"])
+    [goodput] = measure.run_flows(flows(site, 1), seconds=3)
+    after = measure.class_bytes(gateway, compiled["lan"]["interface"])
+    assert after[classid] - before.get(classid, 0) >= goodput * 1e6 / 8 * 3 * 0.9
+
+
+def test_government_app_keeps_its_rate_and_latency_while_others_saturate():
+    site = SITES_BY_CEILING[50]
+    bw = labtools.compiled_site(site)["bandwidth"]
+    gov_ns, gov_ip = labtools.govapp_server()
+    clients = labtools.clients(site, 5)
+    up_ns, up_ip = labtools.upstream()
+    busy = [measure.Flow(ns, ip, up_ns, up_ip) for ns, ip in clients[1:]]
+    gov = measure.Flow(clients[0][0], clients[0][1], gov_ns, gov_ip)
+    rates = measure.run_flows([gov] + busy, seconds=6, omit=2)
+    assert rates[0] >= measure.expected_goodput(bw["govapp_rate_mbit"]) * (1 - TOLERANCE), rates
+
+    idle = measure.ping(clients[0][0], clients[0][1], gov_ip, count=20)
+    background = subprocess.Popen([sys.executable, "-c", (
+        "import sys, json; sys.path.insert(0, %r); import shaping_measure as m; "
+        "m.run_flows([m.Flow(*f) for f in json.loads(sys.argv[1])], 10, omit=0, base_port=5301)") % str(REPO / "bench"),
+        json.dumps([[f.client_ns, f.client_ip, f.server_ns, f.server_ip, True] for f in busy])])
+    try:
+        loaded = measure.ping(clients[0][0], clients[0][1], gov_ip, count=30)
+    finally:
+        background.wait(timeout=60)
+    print(f"govapp ping idle {idle}, loaded {loaded}")
+    assert loaded["median"] <= idle["median"] + 10
+
+
+def _shaping_rollout(extra_inventory: Path | None) -> dict[str, bool]:
+    """Run the validation play and the shaping role on every lab gateway; changed per host."""
+    with tempfile.TemporaryDirectory() as tmp:
+        playbook = Path(tmp, "shaping.yml")
+        playbook.write_text(
+            f"- ansible.builtin.import_playbook: {REPO}/playbooks/validate.yml\n"
+            "- hosts: gateways\n  gather_facts: false\n  roles: [shaping]\n")
+        inventories = ["-i", str(REPO / "inventory/lab")] + (["-i", str(extra_inventory)] if extra_inventory else [])
+        env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"}
+        run = subprocess.run([str(REPO / ".venv/bin/ansible-playbook"), *inventories, str(playbook)],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    tasks = [t for play in report["plays"] for t in play["tasks"] if t["task"]["name"].startswith("Install the traffic shaping")]
+    return {host: result.get("changed", False) for t in tasks for host, result in t["hosts"].items()}
+
+
+def test_changing_one_allocation_reshapes_only_that_site():
+    site = SITES_BY_CEILING[10]
+    bw = labtools.compiled_site(site)["bandwidth"]
+    with tempfile.TemporaryDirectory() as tmp:
+        override = Path(tmp, "override.yml")
+        override.write_text(json.dumps({"all": {"hosts": {site: {"gerbang_allocation": {
+            "rate_mbit": bw["rate_mbit"], "ceil_mbit": bw["ceil_mbit"] * 2}}}}}))
+        try:
+            changed = _shaping_rollout(override)
+            assert sorted(h for h, c in changed.items() if c) == [site]
+            [goodput] = measure.run_flows(flows(site, 1), seconds=4)
+            assert_close(goodput, measure.expected_goodput(min(bw["device_ceil_mbit"] * 2, bw["ceil_mbit"] * 2)))
+        finally:
+            restored = _shaping_rollout(None)
+    assert sorted(h for h, c in restored.items() if c) == [site]
