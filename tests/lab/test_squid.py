@@ -1,0 +1,149 @@
+"""Squid in the whole-city lab, after `ansible-playbook site.yml` (real nftables redirects, real
+dnsmasq): what an office PC gets for web sites, checked against the compiled decision function.
+
+Clients resolve every name through their gateway's DNS (as a PC does), then connect to what it
+answered: a name blocked by DNS leads to the gateway, an allowed one to the lab internet.
+
+The schedule edges themselves are proven in the Molecule scenario (a clock-shifted copy of the
+same squid.conf under libfaketime); here the live clock decides, and each check asks
+`gerbang_kota.schedule.active_blocks(site, now)` what the answer must be, so the test is right
+at any hour (checks within a minute of a window edge are retried after the edge).
+
+Uses these helpers of tests/lab/labtools.py (lab engineer):
+  labtools.compiled_site(site) -> dict            the compiled site policy
+  labtools.clients(site, count) -> [(netns, ip)]  registered devices of the site, leased and online
+  labtools.gateway_exec(site) -> [argv prefix]    runs a command on the site's gateway
+The lab internet must answer HTTP (80) and HTTPS (443) for any name its DNS resolves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "lib"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import labtools  # noqa: E402
+from gerbang_kota.schedule import active_blocks  # noqa: E402
+
+STREAMING = ["youtube.com", "vidio.com", "vimeo.com"]
+CURL_EXIT_TLS_CUT = {35, 56}
+HUMAS_SITE, OTHER_OPD_SITE = "diskominfo", "bapenda"  # diskominfo is in group humas, bapenda is not
+
+
+def resolve(site, netns, name):
+    lan = labtools.compiled_site(site)["lan"]["address"]
+    out = subprocess.run(["ip", "netns", "exec", netns, "dig", "+short", "+time=2", "+tries=1", f"@{lan}", name, "A"],
+                         capture_output=True, text=True, timeout=10).stdout.split()
+    addresses = [a for a in out if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", a)]
+    assert addresses, f"{site}: no A record for {name}"
+    return addresses[0]
+
+
+def curl(site, client, url, timeout=8):
+    netns, ip = client
+    name = re.match(r"https?://([^/:]+)", url).group(1)
+    port = 443 if url.startswith("https") else 80
+    cmd = ["ip", "netns", "exec", netns, "curl", "-sS", "-k", "-m", str(timeout), "--interface", ip,
+           "--resolve", f"{name}:{port}:{resolve(site, netns, name)}", "-w", "\n%{http_code}", url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5)
+    body, _, code = proc.stdout.rpartition("\n")
+    return proc.returncode, int(code or 0), body
+
+
+def blocked_now(site, category):
+    """The compiled answer, or None within a minute of a change (the caller retries later)."""
+    compiled = labtools.compiled_site(site)
+    now = dt.datetime.now(dt.timezone.utc)
+    answers = {category in active_blocks(compiled, now + dt.timedelta(seconds=s)) for s in (-60, 0, 60)}
+    return answers.pop() if len(answers) == 1 else None
+
+
+def decided(site, category):
+    for _ in range(3):
+        answer = blocked_now(site, category)
+        if answer is not None:
+            return answer
+        time.sleep(60)
+    raise AssertionError("the schedule kept changing")
+
+
+def gateway_log(site):
+    return subprocess.run(labtools.gateway_exec(site) + ["cat", "/var/log/squid/access.log"],
+                          capture_output=True, text=True, timeout=20).stdout
+
+
+@pytest.mark.parametrize("site", [OTHER_OPD_SITE, HUMAS_SITE])
+@pytest.mark.parametrize("name", STREAMING)
+def test_streaming_follows_the_schedule(site, name):
+    blocked = decided(site, "streaming")
+    [client] = labtools.clients(site, 1)
+    rc, code, body = curl(site, client, f"http://{name}/")
+    if blocked:
+        assert code == 403 and "Video dan musik streaming" in body
+    else:
+        assert rc == 0 and code != 403 and "Akses dibatasi" not in body
+    rc, code, body = curl(site, client, f"https://{name}/")
+    if blocked:
+        assert rc in CURL_EXIT_TLS_CUT
+    else:
+        assert rc == 0
+
+
+def test_humas_may_use_social_media_while_other_opds_may_not():
+    assert "social_media" not in [b["category"] for b in labtools.compiled_site(HUMAS_SITE)["blocks"]]
+    [client] = labtools.clients(HUMAS_SITE, 1)
+    rc, code, body = curl(HUMAS_SITE, client, "https://facebook.com/")
+    assert rc == 0
+    blocked = decided(OTHER_OPD_SITE, "social_media")
+    [client] = labtools.clients(OTHER_OPD_SITE, 1)
+    rc, code, body = curl(OTHER_OPD_SITE, client, "http://facebook.com/")
+    assert (code == 403) == blocked
+
+
+@pytest.mark.parametrize("site", [OTHER_OPD_SITE, HUMAS_SITE, "rsud"])
+def test_government_app_is_always_served(site):
+    [client] = labtools.clients(site, 1)
+    for url in ("http://simral.serangkota.go.id/", "https://simral.serangkota.go.id/"):
+        rc, code, body = curl(site, client, url)
+        assert rc == 0 and code != 403, url
+
+
+def test_block_page_and_log_name_the_device():
+    site = OTHER_OPD_SITE
+    compiled = labtools.compiled_site(site)
+    [client] = labtools.clients(site, 1)
+    device = next(d for d in compiled["devices"] if d["ip"] == client[1])
+    rc, code, body = curl(site, client, "http://www.roblox.com/lab-check")
+    assert code == 403
+    for text in (compiled["block_page"]["title"], "Permainan daring", "Selalu: sepanjang waktu", "Diskominfo", compiled["title"]):
+        assert text in body
+    lines = [line for line in gateway_log(site).splitlines() if "/lab-check" in line or " www.roblox.com " in line]
+    assert any(f" {client[1]} {device['name']} DENIED games 403 " in line for line in lines)
+
+
+def test_block_page_screenshot_from_a_lab_client():
+    chromium = shutil.which("chromium")
+    assert chromium, "install Debian's chromium on the controller (scripts/lab/setup-host.sh does)"
+    site = OTHER_OPD_SITE
+    netns, _ip = labtools.clients(site, 1)[0]
+    artifacts = REPO / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shot = artifacts / f"squid-block-page-{site}.png"
+    shot.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="squid-chromium-") as profile:
+        subprocess.run(["ip", "netns", "exec", netns, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                        "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={profile}", "--window-size=1100,900", f"--screenshot={shot}",
+                        "http://www.roblox.com/"], capture_output=True, timeout=90, check=False, env=dict(os.environ, HOME=profile))
+    assert shot.exists() and shot.stat().st_size > 10_000 and shot.read_bytes()[:4] == b"\x89PNG"
