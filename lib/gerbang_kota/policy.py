@@ -180,7 +180,7 @@ class _CityCompiler:
         group_dir = self.repo_root / "group_vars"
         if not group_dir.is_dir():
             return
-        known = set(self.groups) | {"all"}
+        known = set(self.groups) | {"all", layers.LAB_GROUP}  # lab.yml: only the lab inventory has group lab
         for path in sorted(group_dir.iterdir()):
             name = path.stem if path.is_file() else path.name
             if path.suffix in (".yml", ".yaml", "") and name not in known:

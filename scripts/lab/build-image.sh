@@ -10,6 +10,9 @@ PACKAGES=systemd,systemd-sysv,dbus,python3,python3-apt,iproute2,nftables,iputils
 squid-openssl,dnsmasq,iperf3,curl,dnsutils,isc-dhcp-client,tcpdump,less,faketime,openssl,\
 prometheus,prometheus-node-exporter
 
+# Several engineers (and CI) may call this at once: one builds, the others wait and reuse it.
+exec 9>/run/lock/gerbang-gw-image.lock
+flock 9
 if podman image exists "$IMAGE:$RECIPE_HASH"; then
   podman tag "$IMAGE:$RECIPE_HASH" "$IMAGE:latest"
   echo "build-image: $IMAGE:$RECIPE_HASH is current"
