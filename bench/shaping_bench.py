@@ -77,7 +77,7 @@ class Background:
 
     def __enter__(self):
         code = ("import sys, json; sys.path.insert(0, %r); import shaping_measure as m; "
-                "flows = [m.Flow(*f) for f in json.loads(sys.argv[1])]; m.run_flows(flows, %r, omit=0, base_port=5301)"
+                "flows = [m.Flow(*f) for f in json.loads(sys.argv[1])]; m.run_flows(flows, %r, omit=0, base_port=5501)"
                 % (str(REPO / "bench"), self.seconds))
         spec = json.dumps([[f.client_ns, f.client_ip, f.server_ns, f.server_ip, f.download] for f in self.flows])
         self.proc = subprocess.Popen([sys.executable, "-c", code, spec])

@@ -58,7 +58,7 @@ def _start_server(flow: Flow, port: int) -> subprocess.Popen:
     raise RuntimeError(f"iperf3 server on {flow.server_ns}:{port} did not start")
 
 
-def run_flows(flows: list[Flow], seconds: float = 5, omit: int = 1, base_port: int = 5201) -> list[float]:
+def run_flows(flows: list[Flow], seconds: float = 5, omit: int = 1, base_port: int = 5401) -> list[float]:
     """Run the flows at the same time; return each one's receiver goodput in Mbit/s."""
     servers = [_start_server(flow, base_port + i) for i, flow in enumerate(flows)]
     clients = []

@@ -95,7 +95,7 @@ def test_government_app_keeps_its_rate_and_latency_while_others_saturate():
     idle = measure.ping(clients[0][0], clients[0][1], gov_ip, count=20)
     background = subprocess.Popen([sys.executable, "-c", (
         "import sys, json; sys.path.insert(0, %r); import shaping_measure as m; "
-        "m.run_flows([m.Flow(*f) for f in json.loads(sys.argv[1])], 10, omit=0, base_port=5301)") % str(REPO / "bench"),
+        "m.run_flows([m.Flow(*f) for f in json.loads(sys.argv[1])], 10, omit=0, base_port=5501)") % str(REPO / "bench"),
         json.dumps([[f.client_ns, f.client_ip, f.server_ns, f.server_ip, True] for f in busy])])
     try:
         loaded = measure.ping(clients[0][0], clients[0][1], gov_ip, count=30)
