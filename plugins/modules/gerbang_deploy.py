@@ -79,6 +79,13 @@ options:
     description: What to do with a running O(service) when anything changed (V(reload), V(restart), V(none)) or a shell command.
     type: str
     default: reload
+  restart_on:
+    description:
+      - Paths whose change needs a restart although O(on_change) is V(reload) (e.g. the main config of a daemon
+        that re-reads only some files on SIGHUP). Changing any other file still only reloads.
+    type: list
+    elements: path
+    default: []
   commands_on_change:
     description: Shell commands run, in order, after the service step when anything changed.
     type: list
@@ -213,6 +220,7 @@ def main():
             service=dict(type="str"),
             enabled=dict(type="bool", default=True),
             on_change=dict(type="str", default="reload"),
+            restart_on=dict(type="list", elements="path", default=[]),
             commands_on_change=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
@@ -325,6 +333,8 @@ def main():
             result["changed"] = True
         elif files_changed or missing:
             action = params["on_change"]
+            if action == "reload" and set(params["restart_on"]) & set(result["changed_files"]):
+                action = "restart"
             if action in ("reload", "restart"):
                 rc, out, err = _systemctl(module, action, service)
                 if rc != 0:
