@@ -2,13 +2,15 @@
 """Print measured shaping figures: accuracy, fairness, government-app guarantee and latency.
 
     .venv/bin/python bench/shaping_bench.py --standalone [--sites bappeda,diskominfo,rsud]
+    .venv/bin/python bench/shaping_bench.py --lab [--sites diskominfo,rsud]   (lab up, site.yml applied)
 
 --standalone renders the shaping role's script for each site (bench/shaping_render.yml, from
 the compiled policy, leaf qdisc pfifo limit 30 as in the lab) and applies it in a gateway
 namespace this bench creates (shpb-gw between shpb-up = upstream and shpb-lan = clients).
 The nftables role's classification contract (docs/architecture.md: `meta priority set` from
 per-device maps, government-app addresses to 1:2) is loaded beside it. Everything is torn down
-at the end. Goodput is judged against 0.956 x the class rate (HTB counts layer-2 bytes).
+at the end. --lab measures sites of the running whole-city lab through tests/lab/labtools.py
+(real nftables classification, the government app's stand-in in the lab internet). Goodput is judged against 0.956 x the class rate (HTB counts layer-2 bytes).
 """
 
 from __future__ import annotations
@@ -30,16 +32,14 @@ import shaping_measure as measure  # noqa: E402
 
 @dataclass
 class SiteUnderTest:
-    site: dict            # compiled site policy
-    gateway: list[str]    # command prefix that runs a command on the gateway
-    client_ns: str
-    upstream_ns: str
-    upstream_ip: str      # the site's WAN gateway, as seen from the gateway
-    govapp_ip: str        # an address of a government app, in the upstream namespace
-    clients: list[str]    # registered device addresses present in client_ns
+    site: dict                       # compiled site policy
+    gateway: list[str]               # command prefix that runs a command on the gateway
+    clients: list[tuple[str, str]]   # registered devices: (netns, address)
+    upstream: tuple[str, str]        # (netns, address) where iperf3 servers run
+    govapp: tuple[str, str]          # (netns, address) of a government app
 
     def flow(self, client, download=True, server=None):
-        return measure.Flow(self.client_ns, client, self.upstream_ns, server or self.upstream_ip, download)
+        return measure.Flow(*client, *(server or self.upstream), download)
 
 
 def measure_site(sut: SiteUnderTest, seconds: float = 5) -> dict:
@@ -56,15 +56,15 @@ def measure_site(sut: SiteUnderTest, seconds: float = 5) -> dict:
                        "expected_sum": measure.expected_goodput(ceil)}
     # Government app: one bulk flow from the app while the other devices saturate.
     busy = [sut.flow(c) for c in sut.clients[1:5]]
-    rates = measure.run_flows([sut.flow(sut.clients[0], server=sut.govapp_ip)] + busy, seconds + 1, omit=2)
+    rates = measure.run_flows([sut.flow(sut.clients[0], server=sut.govapp)] + busy, seconds + 1, omit=2)
     out["govapp"] = {"goodput": rates[0], "guaranteed": measure.expected_goodput(bw["govapp_rate_mbit"]),
                      "others": rates[1:]}
     # Latency of the government-app class: idle, then while the other devices saturate.
-    idle = measure.ping(sut.client_ns, sut.clients[0], sut.govapp_ip, count=20)
+    idle = measure.ping(*sut.clients[0], sut.govapp[1], count=20)
     with Background([sut.flow(c) for c in sut.clients[1:5]], seconds=12):
         time.sleep(2)
-        loaded = measure.ping(sut.client_ns, sut.clients[0], sut.govapp_ip, count=30, interval=0.2)
-        device_loaded = measure.ping(sut.client_ns, sut.clients[0], sut.upstream_ip, count=10, interval=0.2)
+        loaded = measure.ping(*sut.clients[0], sut.govapp[1], count=30, interval=0.2)
+        device_loaded = measure.ping(*sut.clients[0], sut.upstream[1], count=10, interval=0.2)
     out["latency"] = {"govapp_idle": idle, "govapp_loaded": loaded, "idle_device_loaded": device_loaded}
     return out
 
@@ -146,7 +146,15 @@ def standalone_site(site: dict, script: Path) -> SiteUnderTest:
     subprocess.run(["ip", "netns", "exec", GW, "nft", "-f", "-"], input=classification(site, clients), text=True, check=True)
     sh("ip", "netns", "exec", GW, "sh", str(script), "apply")
     time.sleep(1.5)  # let IPv6 DAD and neighbour discovery settle
-    return SiteUnderTest(site, ["ip", "netns", "exec", GW], LAN, UP, wan["gateway"], govapp_ip, clients)
+    return SiteUnderTest(site, ["ip", "netns", "exec", GW], [(LAN, ip) for ip in clients], (UP, wan["gateway"]), (UP, govapp_ip))
+
+
+def lab_site(name: str) -> SiteUnderTest:
+    """A site of the running whole-city lab, after site.yml (real nftables classification)."""
+    sys.path.insert(0, str(REPO / "tests/lab"))
+    import labtools  # noqa: PLC0415 (lab mode only)
+    return SiteUnderTest(labtools.compiled_site(name), labtools.gateway_exec(name), labtools.clients(name, 5),
+                         labtools.upstream(), labtools.govapp_server())
 
 
 def render(sites: list[str], inventory: str, workdir: Path) -> None:
@@ -175,15 +183,21 @@ def report(result: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--standalone", action="store_true", required=True,
-                        help="build a gateway namespace and apply the rendered script (the whole-city lab is measured by tests/lab)")
-    parser.add_argument("--sites", default="bappeda,diskominfo,rsud", help="comma-separated sites (10, 50, 100 Mbit/s)")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--standalone", action="store_true", help="build a gateway namespace and apply the rendered script")
+    mode.add_argument("--lab", action="store_true", help="measure sites of the running lab (after site.yml; 5 clients each)")
+    parser.add_argument("--sites", help="comma-separated sites (default: bappeda,diskominfo,rsud standalone; diskominfo,rsud lab)")
     parser.add_argument("--inventory", default="inventory/production", help="used only to compile the policy; no host is contacted")
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--json", help="also write the raw results here")
     args = parser.parse_args()
-    sites = args.sites.split(",")
+    sites = (args.sites or ("diskominfo,rsud" if args.lab else "bappeda,diskominfo,rsud")).split(",")
     results = []
+    if args.lab:
+        for name in sites:
+            results.append(measure_site(lab_site(name), args.seconds))
+            report(results[-1])
+        sites = []
     with tempfile.TemporaryDirectory(prefix="shaping-bench-") as tmp:
         work = Path(tmp)
         render(sites, args.inventory, work)
