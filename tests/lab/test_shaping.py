@@ -119,7 +119,7 @@ def _shaping_rollout(extra_inventory: Path | None) -> dict[str, bool]:
                              cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = json.loads(run.stdout)
-    tasks = [t for play in report["plays"] for t in play["tasks"] if t["task"]["name"].startswith("Install the traffic shaping")]
+    tasks = [t for play in report["plays"] for t in play["tasks"] if t["task"]["name"].endswith("Install the traffic shaping script and its unit")]
     return {host: result.get("changed", False) for t in tasks for host, result in t["hosts"].items()}
 
 
