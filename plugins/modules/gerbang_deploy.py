@@ -339,6 +339,7 @@ def main():
                 rc, out, err = _systemctl(module, action, service)
                 if rc != 0:
                     module.fail_json(msg="systemctl %s %s failed" % (action, service), stderr=err)
+                result["changed"] = True
                 result["service_action"] = action + "ed" if action == "restart" else "reloaded"
             elif action != "none":
                 module.run_command(action, use_unsafe_shell=True, check_rc=True)
