@@ -207,6 +207,7 @@ def site_up(site: dict) -> dict:
     if sh("podman", "container", "exists", container, check=False).returncode != 0:
         sh("podman", "run", "-d", "--name", container, "--hostname", name, "--label", f"gerbang-lab={LAB}",
            "--systemd=always", "--network", f"ns:/run/netns/{gw_ns}", "--add-host", f"{name}:127.0.1.1",
+           "--dns", "127.0.0.1",  # the gateway resolves through its own dnsmasq, as in production
            "--cap-add", "NET_ADMIN,NET_RAW", "--security-opt", "unmask=/proc/sys",
            "--sysctl", "net.ipv4.ip_forward=1", IMAGE, "/sbin/init")
     elif sh("podman", "inspect", "-f", "{{.State.Running}}", container).stdout.strip() != "true":
