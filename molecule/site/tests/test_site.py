@@ -59,7 +59,7 @@ def test_the_gerbang_ruleset_is_loaded(host):
 
 
 def test_every_registered_device_has_its_own_class_on_the_lan(host, site):
-    classes = {c["handle"] for c in json.loads(host.check_output(f"tc -j class show dev {site['lan']['interface']}"))}
+    classes = {c["handle"] for c in json.loads(host.check_output(f"tc -j class show dev {site['lan']['interface']}") or "[]")}
     root = json.loads(host.check_output(f"tc -j qdisc show dev {site['lan']['interface']} root") or "[]")
     assert [q["kind"] for q in root] == ["htb"]
     assert {d["classid"] for d in site["devices"]} <= classes
@@ -67,3 +67,38 @@ def test_every_registered_device_has_its_own_class_on_the_lan(host, site):
 
 def test_forwarding_is_on(host):
     assert host.sysctl("net.ipv4.ip_forward") == 1
+
+
+# --- what the sites' clients get (lab client namespaces, helpers of tests/lab/labtools.py) ----
+
+sys.path.insert(0, str(REPO / "tests/lab"))
+import labtools  # noqa: E402
+
+
+@pytest.fixture(name="lab_site", params=sorted(labtools.state()["sites"]) if labtools.RUN.exists() else [])
+def fixture_lab_site(request) -> str:
+    return request.param
+
+
+def test_registered_devices_lease_their_registered_address(lab_site):
+    for client in labtools.registered_clients(lab_site):
+        assert labtools.dhcp(client["ns"]) == client["expected_ip"], client["device"]
+
+
+def test_an_unregistered_device_gets_no_lease(lab_site):
+    assert labtools.dhcp(labtools.unregistered_client(lab_site)["ns"], timeout=6) is None
+
+
+def test_clients_resolve_through_the_gateway_with_safesearch(lab_site):
+    site = labtools.compiled_site(lab_site)
+    [(ns, _)] = labtools.clients(lab_site, 1)
+    google = next(t for t in site["safe_mode"]["safesearch_targets"] if t["engine"] == "google")
+    assert labtools.dig(ns, site["lan"]["address"], "www.google.com")[-1:] == [google["address"]]
+
+
+def test_an_allowed_site_loads_through_the_gateway(lab_site):
+    site = labtools.compiled_site(lab_site)
+    [(ns, _)] = labtools.clients(lab_site, 1)
+    app = site["govapp_domains"][0]
+    code, status, body = labtools.curl(ns, f"https://{app}/")
+    assert (code, status) == (0, "200") and app in body, (code, status, body[:200])
