@@ -151,7 +151,7 @@ def test_alert_rules_are_loaded_and_a_missing_gateway_alerts():
 
 def test_alert_rules_unit_tests():
     """promtool's rule tests (rules_test.yml) against the rules deployed on mcc."""
-    rules_test = (Path(__file__).parent.parent / "rules_test.yml").read_text(encoding="utf-8")
+    rules_test = (REPO / "roles/prometheus/tests/rules_test.yml").read_text(encoding="utf-8")
     container = labtools.require_site("mcc")["container"]
     written = subprocess.run(["podman", "exec", "-i", container, "sh", "-c", "cat > /tmp/rules_test.yml"],
                              input=rules_test, capture_output=True, text=True, timeout=10, check=False)
