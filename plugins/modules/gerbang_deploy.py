@@ -86,6 +86,12 @@ options:
     type: list
     elements: path
     default: []
+  force_restart:
+    description:
+      - Restart the running O(service) even when none of O(files) changed, e.g. because a data file it loads at
+        start-up was updated by an earlier task.
+    type: bool
+    default: false
   commands_on_change:
     description: Shell commands run, in order, after the service step when anything changed.
     type: list
@@ -221,6 +227,7 @@ def main():
             enabled=dict(type="bool", default=True),
             on_change=dict(type="str", default="reload"),
             restart_on=dict(type="list", elements="path", default=[]),
+            force_restart=dict(type="bool", default=False),
             commands_on_change=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
@@ -331,8 +338,8 @@ def main():
                 module.fail_json(msg="could not start %s" % service, stderr=err, journal=journal)
             result["service_action"] = "started"
             result["changed"] = True
-        elif files_changed or missing:
-            action = params["on_change"]
+        elif files_changed or missing or params["force_restart"]:
+            action = "restart" if params["force_restart"] else params["on_change"]
             if action == "reload" and set(params["restart_on"]) & set(result["changed_files"]):
                 action = "restart"
             if action in ("reload", "restart"):
