@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The project's whole test run (README command 2; CI runs it through .ci/run):
 #   set-up (venv, host fixes, gateway image) → lint → production validation (no host contacted)
-#   → Molecule scenarios → a lab of a few sites rolled out with site.yml → one pytest run
-#   (unit, module, broken-policy fixtures and lab behaviour tests). Leaves nothing running.
+#   → unit tests → Molecule scenarios → a lab of a few sites rolled out with site.yml, twice
+#   (the second run must change nothing) → lab behaviour tests. Leaves nothing running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
-LAB_SITES=${LAB_SITES:-diskominfo,setda,rsud,kec-kasemen,mcc}
-step() { printf '\n=== %s (%ss)\n' "$*" "$SECONDS"; }
+export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1
+# Sites of different groups, allocations and roles (the behaviour tests name them).
+LAB_SITES=${LAB_SITES:-setda,bappeda,bapenda,diskominfo,rsud,kec-kasemen,mcc}
+step() { printf '\n=== %s (%s s)\n' "$*" "$SECONDS"; }
 
 step "set-up"
 bash scripts/bootstrap.sh
@@ -17,14 +18,19 @@ bash scripts/lab/build-image.sh
 step "lint"
 yamllint -s .
 ansible-lint -q
+python3 scripts/lab/gen-inventory.py --check
 
 step "validate the production inventory (no host is contacted)"
 ansible-playbook -i inventory/production playbooks/validate.yml
+
+step "unit tests (compiler, broken-policy fixtures, modules)"
+pytest -q -p no:cacheprovider tests/unit tests/modules
 
 step "molecule"
 for scenario in roles/*/molecule/default molecule/site; do
   [ -f "$scenario/molecule.yml" ] || continue
   dir=${scenario%/molecule/*}; name=${scenario##*/}
+  [ "$scenario" = molecule/site ] && dir=.
   step "molecule test: $dir ($name)"
   (cd "$dir" && molecule test -s "$name")
 done
@@ -32,7 +38,17 @@ done
 step "lab: $LAB_SITES"
 cleanup() { bash scripts/lab/lab-down.sh >/dev/null 2>&1 || true; }
 trap cleanup EXIT
+cleanup
 bash scripts/lab/lab-up.sh --sites "$LAB_SITES"
 ansible-playbook site.yml --limit "$LAB_SITES"
-step "pytest"
-GERBANG_LAB_REQUIRED=1 GERBANG_LAB_SITES="$LAB_SITES" pytest -q tests
+
+step "second rollout: must change nothing"
+ansible-playbook site.yml --limit "$LAB_SITES" | tee /tmp/gerbang-rerun.log | tail -n 12
+if grep -E "changed=[1-9]|failed=[1-9]|unreachable=[1-9]" /tmp/gerbang-rerun.log; then
+  echo "a no-change rollout changed something (above)" >&2
+  exit 1
+fi
+
+step "lab behaviour tests"
+GERBANG_LAB_REQUIRED=1 GERBANG_LAB_SITES="$LAB_SITES" pytest -q -p no:cacheprovider tests/lab
+step "done"

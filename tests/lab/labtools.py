@@ -155,7 +155,8 @@ def clients(site: str, count: int) -> list[tuple[str, str]]:
 
 def dig(ns: str, server: str, name: str, qtype: str = "A", tcp: bool = False) -> list[str]:
     argv = ["dig", "+short", "+time=2", "+tries=1", f"@{server}", name, qtype] + (["+tcp"] if tcp else [])
-    return [line for line in in_ns(ns, *argv, timeout=10).stdout.split() if line]
+    lines = in_ns(ns, *argv, timeout=10).stdout.splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith(";")]
 
 
 def curl(ns: str, url: str, resolve_to: str | None = None, timeout: float = 8, extra: list[str] | None = None):
