@@ -74,15 +74,31 @@ def test_active_neighbours_only_recent_lan_addresses():
     assert gm.active_neighbours(neigh, "10.20.16.0/24", {"10.20.16.1"}) == {"10.20.16.11", "10.20.16.12"}
 
 
-@pytest.mark.parametrize("line, category", [
-    ("Nov 23 09:00:01 dnsmasq[812]: query[A] www.roblox.com from 127.0.0.1", "games"),
-    ("Nov 23 09:00:01 dnsmasq[812]: 5 127.0.0.1/40211 query[A] roblox.com from 127.0.0.1", "games"),
-    ("Nov 23 09:00:01 dnsmasq[812]: query[A] judi-contoh.example from 127.0.0.1", "trustpositif"),
-    ("Nov 23 09:00:01 dnsmasq[812]: query[AAAA] roblox.com from 127.0.0.1", None),
-    ("Nov 23 09:00:01 dnsmasq[812]: config roblox.com is 10.20.16.1", None),
-])
-def test_dns_block_lines(line, category):
-    assert gm.parse_dns_block_line(line, {"games": ["roblox.com"], "streaming": ["youtube.com"]}, "trustpositif") == category
+LOCAL = ("diskominfo.gerbang.lan", "gerbang.lan", "in-addr.arpa")
+DNS_LOG = """Nov 23 09:29:37 dnsmasq[779]: 1 10.20.16.11/35674 query[A] roblox.com from 10.20.16.11
+Nov 23 09:29:37 dnsmasq[779]: 1 10.20.16.11/35674 forwarded roblox.com to 127.0.0.1#5354
+Nov 23 09:29:37 dnsmasq[779]: 1 10.20.16.11/35674 reply roblox.com is 10.20.16.1
+Nov 23 09:29:37 dnsmasq[779]: 2 10.20.16.11/58902 query[AAAA] www.roblox.com from 10.20.16.11
+Nov 23 09:29:37 dnsmasq[779]: 2 10.20.16.11/58902 reply error is REFUSED
+Nov 23 09:29:37 dnsmasq[779]: 3 10.20.16.11/48027 query[A] www.roblox.com from 10.20.16.11
+Nov 23 09:29:37 dnsmasq[779]: 3 10.20.16.11/48027 cached www.roblox.com is 10.20.16.1
+Nov 23 09:29:38 dnsmasq[779]: 7 10.20.16.11/33580 query[A] kompas.com from 10.20.16.11
+Nov 23 09:29:38 dnsmasq[779]: 7 10.20.16.11/33580 reply kompas.com is 100.64.0.10
+Nov 23 09:29:38 dnsmasq[779]: 8 10.20.16.11/46895 query[A] gateway.diskominfo.gerbang.lan from 10.20.16.11
+Nov 23 09:29:38 dnsmasq[779]: 8 10.20.16.11/46895 config gateway.diskominfo.gerbang.lan is 10.20.16.1
+Nov 23 09:29:39 dnsmasq[779]: 9 10.20.16.11/46896 query[A] judi-slot-contoh.test from 10.20.16.11
+Nov 23 09:29:39 dnsmasq[779]: 9 10.20.16.11/46896 config judi-slot-contoh.test is NXDOMAIN
+Nov 23 09:29:40 dnsmasq[779]: query[A] youtube.com from 10.20.16.12
+Nov 23 09:29:40 dnsmasq[779]: cached youtube.com is 10.20.16.1
+Nov 23 09:29:41 dnsmasq[779]: 10 10.20.16.11/46897 reply nosuch.example is NXDOMAIN
+"""
+
+
+def test_dns_log_counts_queries_and_blocked_answers():
+    categories = {"games": ["roblox.com"], "streaming": ["youtube.com"]}
+    events = [gm.parse_dns_line(line, "10.20.16.1", LOCAL, categories, "trustpositif") for line in DNS_LOG.splitlines()]
+    assert sum(1 for e in events if e == ("query", None)) == 7
+    assert [e[1] for e in events if e and e[0] == "blocked"] == ["games", "games", "trustpositif", "streaming"]
 
 
 def test_log_reading_is_incremental_and_follows_rotation(tmp_path):
@@ -112,7 +128,7 @@ def config(tmp_path):
         "allocation": {"download": {"rate": 6, "ceil": 10}, "upload": {"rate": 6, "ceil": 10}},
         "devices": [{"name": "diskominfo-pc-01", "ip": "10.20.16.11", "host_index": 11, "classid": "1:10b"}],
         "categories": {"games": ["roblox.com"]}, "dns_unlisted_category": "trustpositif",
-        "squid_log": str(tmp_path / "access.log"), "dns_block_log": str(tmp_path / "dns-block.log"),
+        "squid_log": str(tmp_path / "access.log"), "dnsmasq_log": str(tmp_path / "dnsmasq.log"), "dns_local_suffixes": list(LOCAL),
         "top_domains": 2, "state_domains_max": 3,
         "state_file": str(tmp_path / "state.json"), "textfile": str(tmp_path / "out" / "gerbang.prom"),
     }
@@ -134,10 +150,11 @@ def fake_commands(tc_bytes: int):
 def test_collect_accumulates_log_counts_and_bounds_domains(tmp_path):
     cfg = config(tmp_path)
     Path(cfg["squid_log"]).write_text("\n".join(SQUID_LINES) + "\n")
-    Path(cfg["dns_block_log"]).write_text("Nov 23 09:00:01 dnsmasq[812]: query[A] roblox.com from 127.0.0.1\n")
+    Path(cfg["dnsmasq_log"]).write_text(DNS_LOG)
     text, state = gm.collect(cfg, {}, 1000.0, fake_commands(5000))
     assert 'gerbang_proxy_requests_total{site="diskominfo",decision="denied",category="games"} 1' in text
-    assert 'gerbang_dns_blocked_total{site="diskominfo",category="games"} 1' in text
+    assert 'gerbang_dns_blocked_total{site="diskominfo",category="games"} 2' in text
+    assert 'gerbang_dns_queries_total{site="diskominfo"} 7' in text
     assert 'gerbang_devices_active{site="diskominfo"} 2' in text
     assert 'gerbang_devices_active_unregistered{site="diskominfo"} 1' in text
     assert 'gerbang_device_bytes_total{site="diskominfo",device="diskominfo-pc-01",direction="download"} 9' in text

@@ -112,19 +112,19 @@ def test_collector_counts_known_traffic():
     assert delta("gerbang_tc_bytes_total", direction="download", **{"class": "site"}) >= device_class
     assert value(after, "gerbang_devices_registered") == len(labtools.compiled_site(SITE)["devices"])
     assert value(after, "gerbang_devices_active") >= 1
-    for source in ("tc_download", "tc_upload", "nftables", "neighbours", "squid_log"):
+    for source in ("tc_download", "tc_upload", "nftables", "neighbours", "squid_log", "dnsmasq_log"):
         assert value(after, "gerbang_collector_source_up", source=source) == 1, source
 
 
 def test_blocked_dns_lookups_are_counted():
-    """The DNS block responder's log: one blocked attempt per A look-up of a blocked name."""
+    """dnsmasq's log: one blocked attempt per A look-up of a blocked name (cached answers too)."""
     (client, _address), = labtools.clients(SITE, 1)
     gateway = labtools.require_site(SITE)["lan_address"]
     before = collect()
     for _ in range(BLOCKED_DNS):
         assert labtools.dig(client, gateway, "roblox.com") == [gateway]
     after = collect()
-    assert value(after, "gerbang_collector_source_up", source="dns_block_log") == 1
+    assert value(after, "gerbang_collector_source_up", source="dnsmasq_log") == 1
     assert value(after, "gerbang_dns_blocked_total", category="games") - value(before, "gerbang_dns_blocked_total", category="games") \
         == BLOCKED_DNS
 
