@@ -3,7 +3,7 @@
 # rootful podman with systemd containers needs here (docs/lab.md). Idempotent; ~2 s when done.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-PACKAGES=(podman crun debootstrap nftables iproute2 iperf3 dnsutils isc-dhcp-client curl faketime
+PACKAGES=(podman crun debootstrap nftables iproute2 iperf3 iputils-ping dnsutils isc-dhcp-client curl faketime
           dnsmasq-base openssl python3 chromium fonts-dejavu-core)
 
 missing=()
