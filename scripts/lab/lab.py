@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -252,8 +253,10 @@ def up(selected: list[str] | None) -> None:
     state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.exists() else {"sites": {}}
     state.update(lab=LAB, run_dir=str(RUN), image=IMAGE, inventory=str(INVENTORY.relative_to(ROOT)))
     state["internet"] = internet_up(city)
-    for name in names:
-        state["sites"][name] = site_up(city["sites"][name])
+    # Sites are independent: wire and start them a few at a time (podman start-up dominates).
+    with ThreadPoolExecutor(max_workers=int(os.environ.get("GERBANG_LAB_PARALLEL", "4"))) as pool:
+        for name, site in zip(names, pool.map(lambda n: site_up(city["sites"][n]), names)):
+            state["sites"][name] = site
     state_file.write_text(json.dumps(state, indent=2), encoding="utf-8")
     wait_running({n: state["sites"][n] for n in names})
     print(f"lab {LAB}: {len(names)} gateway(s) up in {time.monotonic() - start:.1f} s "
