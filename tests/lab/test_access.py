@@ -10,6 +10,7 @@ while a test holds a chosen time and the real state is restored afterwards.
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -131,7 +132,7 @@ def test_government_apps_always_resolve_to_their_servers(client, clock_on):
     for domain in ["simral.serangkota.go.id", "lpse.serangkota.go.id", "srikandi.arsip.go.id"]:
         assert L.dig(ns, gateway_ip(SITE), domain) == [names[domain]]
     # ... and their addresses join the shaping priority set (dnsmasq nftset).
-    out = L.on_gateway(SITE, "nft", "list", "set", "inet", "gerbang", "govapp_dns_v4").stdout
+    out = L.on_gateway(SITE, "nft", "list", "set", "inet", "gerbang", "govapp_v4").stdout
     assert names["lpse.serangkota.go.id"] in out
 
 
@@ -156,13 +157,19 @@ def test_safesearch_names_resolve_to_the_safe_endpoints(client, clock_on):
 
 
 def test_trustpositif_domains_are_blocked_at_any_time(client):
+    """TRUST+ names (and their subdomains) do not exist for office devices (local=/name/: NXDOMAIN).
+
+    NXDOMAIN rather than the block page: the list has ~2 million names and only `local=` loads
+    it in seconds (bench/dnsmasq_trustpositif.py; forwarding each name to the block responder
+    takes minutes to load).
+    """
     ns, _ = client
     listed = [line.strip() for line in (L.REPO / "files/trustpositif/domains.txt").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
     assert listed
-    for name in listed:
-        assert L.dig(ns, gateway_ip(SITE), name) == [gateway_ip(SITE)]
-        assert L.dig(ns, gateway_ip(SITE), "www." + name) == [gateway_ip(SITE)], "subdomains too"
+    for name in listed + ["www." + listed[0]]:
+        out = L.in_ns(ns, "dig", "+time=2", "+tries=1", f"@{gateway_ip(SITE)}", name).stdout
+        assert "status: NXDOMAIN" in out, f"{name}: {out}"
 
 
 def test_dns_over_tls_https_and_quic_are_closed(client):
@@ -177,7 +184,12 @@ def test_dns_over_tls_https_and_quic_are_closed(client):
     assert "no-answer" in L.in_ns(ns, "python3", "-c", UDP_PROBE, web, "443").stdout
     doh = L.compiled_site(SITE)["doh_addresses"][0]
     assert "closed" in L.in_ns(ns, "python3", "-c", TCP_PROBE, doh, "443").stdout
-    assert L.dig(ns, gateway_ip(SITE), "dns.google") == [gateway_ip(SITE)], "a DoH resolver's name never resolves"
+    # A DoH resolver's name resolves (so dnsmasq learns its current address: nftset=) and that
+    # address is closed on 443, also when it is not in the policy's address list.
+    learnt = L.dig(ns, gateway_ip(SITE), "dns.google")
+    assert learnt and learnt != [gateway_ip(SITE)]
+    assert learnt[0] in L.on_gateway(SITE, "nft", "list", "set", "inet", "gerbang", "doh_dns_v4").stdout
+    assert "closed" in L.in_ns(ns, "python3", "-c", TCP_PROBE, learnt[0], "443").stdout
 
 
 def test_no_dns_or_proxy_answers_on_the_wan():
@@ -218,11 +230,15 @@ def test_timer_switches_within_a_minute_of_the_edge():
     """The live state matches the compiled decision for the gateway's current minute."""
     from gerbang_kota.schedule import active_blocks  # noqa: PLC0415
 
-    shown = L.on_gateway(SITE, "gerbang-dns-schedule", "--show").stdout.split()
+    shown = json.loads(L.on_gateway(SITE, "gerbang-dns-schedule", "--print").stdout)["blocked"]
     now = dt.datetime.now(dt.timezone.utc)
-    expected = active_blocks(L.compiled_site(SITE), now) or ["-"]
+    expected = active_blocks(L.compiled_site(SITE), now)
     if shown != expected:  # a window edge passed between the two reads
         now = dt.datetime.now(dt.timezone.utc)
-        expected = active_blocks(L.compiled_site(SITE), now) or ["-"]
+        expected = active_blocks(L.compiled_site(SITE), now)
     assert shown == expected
+    # ... and the live DNS answer follows it.
+    [(ns, _)] = L.clients(SITE, 1)
+    blocked_now = "streaming" in json.loads(L.on_gateway(SITE, "gerbang-dns-schedule", "--print").stdout)["blocked"]
+    assert (L.dig(ns, gateway_ip(SITE), "vimeo.com") == [gateway_ip(SITE)]) == blocked_now
     assert L.on_gateway(SITE, "systemctl", "is-active", "gerbang-dns-schedule.timer").stdout.strip() == "active"
