@@ -119,6 +119,17 @@ def test_log_reading_is_incremental_and_follows_rotation(tmp_path):
     log.write_text("")                                 # copytruncate
     assert gm.read_new_lines(str(log), position)[0] == []
     assert gm.read_new_lines(str(tmp_path / "missing.log"), {}) == ([], {})
+    # A different log path (configuration change) starts from its beginning.
+    other = tmp_path / "other.log"
+    other.write_text("x\n")
+    assert gm.read_new_lines(str(other), position)[0] == ["x"]
+
+
+def test_state_of_an_older_collector_is_upgraded(tmp_path):
+    cfg = config(tmp_path)
+    text, state = gm.collect(cfg, {"dns": {"position": {}, "blocked": {"games": 3}}, "squid": {"position": {}}}, 5.0, fake_commands(1))
+    assert 'gerbang_dns_blocked_total{site="diskominfo",category="games"} 3' in text
+    assert state["dns"]["queries"] == 0
 
 
 def config(tmp_path):
