@@ -35,7 +35,7 @@ class Report:
 
     def line(self, what: str, observed: str, ok: bool, expected: str) -> None:
         self.mismatches += 0 if ok else 1
-        print(f"  {'ok ' if ok else 'BAD'} {what:<34} {observed}" + ("" if ok else f"   (expected {expected})"))
+        print(f"  {'ok ' if ok else 'BAD'} {what:<44} {observed}" + ("" if ok else f"   (expected {expected})"))
 
 
 def pick_allowed(site: dict, blocked_categories: list[str], names: dict) -> str:
@@ -72,7 +72,7 @@ def check_site(name: str, seconds: float, port: int, report: Report) -> None:
         domain = next(d for d in site["categories"][category]["domains"] if d in names)
         code, status, body = labtools.curl(registered["ns"], f"https://{domain}/", timeout=5)
         loaded = code == 0 and status == "200" and domain in body
-        report.line(f"blocked https://{domain}", f"curl exit {code}, HTTP {status or '-'}"
+        report.line(f"blocked ({category}) https://{domain}", f"curl exit {code}, HTTP {status or '-'}"
                     + (" (page loaded)" if loaded else " (not loaded)"), not loaded, f"{category} blocked now")
     else:
         print(f"  --  no category is blocked at {local:%a %H:%M} (blocks: "
@@ -87,7 +87,7 @@ def check_site(name: str, seconds: float, port: int, report: Report) -> None:
     bw = site["bandwidth"]
     limit = min(bw["device_ceil_mbit"], bw["ceil_mbit"])
     expected = limit * GOODPUT_RATIO
-    report.line("download (iperf3 -R)", f"{rate:.2f} Mbit/s" if rate is not None else "failed",
+    report.line("download (iperf3 -R)", f"{rate:.2f} Mbit/s of a {limit} Mbit/s class" if rate is not None else "failed",
                 rate is not None and abs(rate - expected) <= 0.1 * expected,
                 f"{expected:.2f} Mbit/s goodput of a {limit} Mbit/s class")
 

@@ -4,6 +4,7 @@
 #
 #   clock.sh run SITE 'TIME' CMD...      run one command on SITE's gateway under the fake clock
 #   clock.sh service SITE UNIT 'TIME'    restart UNIT (e.g. squid) under a clock starting at TIME
+#                                        (the site's local time when the unit sets TZ, as squid does)
 #   clock.sh service SITE UNIT --real    back to the real clock (drop-in removed, UNIT restarted)
 #   clock.sh verify SITE                 prove libfaketime moves Squid's `acl time` on that gateway
 #
@@ -14,7 +15,7 @@ set -euo pipefail
 LAB=${GERBANG_LAB:-lab}
 LIBFAKETIME=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
 
-usage() { sed -n '2,13p' "$0" >&2; exit 2; }
+usage() { sed -n '2,14p' "$0" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 action=$1 site=$2
 shift 2
@@ -33,13 +34,15 @@ service)
   unit=$1 when=$2
   dropin="/run/systemd/system/$unit.service.d"
   if [ "$when" = --real ]; then
-    on_gateway rm -rf "$dropin"
+    on_gateway sh -c "rm -rf $dropin; [ \"\$(cat /etc/ld.so.preload 2>/dev/null)\" = $LIBFAKETIME ] && rm -f /etc/ld.so.preload || true"
   else
-    # A runtime drop-in (/run): never seen by the roles' idempotence, gone at the next boot.
-    # FAKETIME_DONT_RESET: children the daemon forks continue the same fake clock.
-    on_gateway sh -c "mkdir -p $dropin && printf '%s\n' '[Service]' \
-      'Environment=LD_PRELOAD=$LIBFAKETIME' 'Environment=\"FAKETIME=@$when\"' 'Environment=FAKETIME_DONT_RESET=1' \
-      > $dropin/faketime.conf"
+    # Squid's kids run as `proxy` after an exec from root (secure execution): the loader ignores
+    # LD_PRELOAD there, but honours /etc/ld.so.preload. Loaded everywhere, libfaketime moves
+    # only processes whose environment has FAKETIME: the unit's, from a runtime drop-in (/run,
+    # never seen by the roles' idempotence, gone at the next boot). FAKETIME_DONT_RESET: the
+    # kids continue the parent's fake clock instead of restarting it.
+    on_gateway sh -c "echo $LIBFAKETIME > /etc/ld.so.preload && mkdir -p $dropin && printf '%s\n' '[Service]' \
+      'Environment=\"FAKETIME=@$when\"' 'Environment=FAKETIME_DONT_RESET=1' > $dropin/faketime.conf"
   fi
   on_gateway systemctl daemon-reload
   on_gateway systemctl restart "$unit"
