@@ -98,6 +98,9 @@ def gather(prom: Prometheus, start: float, end: float, step: float, timezone: st
     active = per_site(f"max by (site) (max_over_time(gerbang_devices_active[{period}]))")
     unregistered = per_site(f"max by (site) (max_over_time(gerbang_devices_active_unregistered[{period}]))")
     registered = per_site(f"max by (site) (last_over_time(gerbang_devices_registered[{period}]))")
+    # Registered devices that sent or received anything in the period (nftables counters of the
+    # device's address: forwarded and proxied traffic, DNS included).
+    with_traffic = per_site(f"sum by (site, device) (increase(gerbang_device_bytes_total[{period}])) > 0", "device")
     for site in sorted(set(sites) | set(registered)):
         entry = sites.setdefault(site, {})
         blocked = {}
@@ -114,6 +117,7 @@ def gather(prom: Prometheus, start: float, end: float, step: float, timezone: st
             "devices_active_max": active.get(site, 0.0),
             "devices_unregistered_max": unregistered.get(site, 0.0),
             "devices_registered": registered.get(site, 0.0),
+            "devices_with_traffic": sorted(with_traffic.get(site, {})),
         })
     city_domains: dict[str, float] = {}
     city_categories: dict[str, float] = {}
@@ -136,6 +140,7 @@ def reallocation(data: dict, city: dict, **options) -> dict[str, dict]:
         measured = data["sites"].get(name, {}).get("download", {})
         bandwidth = site["bandwidth"]
         inputs[name] = {
+            "measured": bool(measured) and measured.get("samples", 1) > 0,
             "rate_mbit": bandwidth["rate_mbit"], "ceil_mbit": bandwidth["ceil_mbit"],
             "work_p95_mbit": measured.get("work_p95_mbit", 0.0), "peak_mbit": measured.get("peak_mbit", 0.0),
             "devices": len(site["devices"]), "device_rate_mbit": bandwidth["device_rate_mbit"],
@@ -179,11 +184,12 @@ def render_markdown(data: dict, suggestion: dict | None, titles: dict[str, str])
                    f"{_fmt(d['p95_mbit'], 2)} | {_fmt(d['work_mean_mbit'], 2)} | {d['work_utilisation']:.0%} | "
                    f"{_fmt(d['bytes'] / 1e6, 1)} MB |")
     out += ["", "## Devices and blocked attempts", "",
-            "| site | registered | active (max) | unregistered active (max) | proxy denied | DNS blocked | top blocked categories |",
-            "|---|---|---|---|---|---|---|"]
+            "| site | registered | with traffic | active (max) | unregistered active (max) | proxy denied | DNS blocked | top blocked categories |",
+            "|---|---|---|---|---|---|---|---|"]
     for name, site in sorted(data["sites"].items()):
         cats = ", ".join(f"{c} {int(v)}" for c, v in list(site.get("blocked_by_category", {}).items())[:3])
-        out.append(f"| {name} | {int(site.get('devices_registered', 0))} | {int(site.get('devices_active_max', 0))} | "
+        out.append(f"| {name} | {int(site.get('devices_registered', 0))} | {len(site.get('devices_with_traffic', []))} | "
+                   f"{int(site.get('devices_active_max', 0))} | "
                    f"{int(site.get('devices_unregistered_max', 0))} | {int(site.get('proxy_denied', 0))} | "
                    f"{int(site.get('dns_blocked', 0))} | {cats} |")
     out += ["", "## Top domains (city, bytes through the proxy)", "", "| domain | MB |", "|---|---|"]
@@ -304,7 +310,10 @@ def main(argv: list[str] | None = None) -> int:
         hosts_file = args.hosts_file or args.inventory / "hosts.yml"
         new_hosts, patch = realloc.patch_inventory(hosts_file.read_text(encoding="utf-8"), suggestion,
                                                    str(hosts_file.resolve().relative_to(repo_root)) if hosts_file.resolve().is_relative_to(repo_root) else str(hosts_file))
-        errors = check_patched_inventory(args.inventory, new_hosts, repo_root) if hosts_file.resolve() == (args.inventory / "hosts.yml").resolve() else []
+        # The patched file is compiled with its own inventory's group_vars/host_vars: the same
+        # check as playbooks/validate.yml (the lab report may patch the production file it is
+        # generated from).
+        errors = check_patched_inventory(hosts_file.parent, new_hosts, repo_root)
         if errors:
             print("the suggested reallocation does not validate:", *[e.get("line", e) for e in errors], sep="\n  ", file=sys.stderr)
             return 2

@@ -9,8 +9,11 @@ Rules (all inside the contract, so the patched inventory passes playbooks/valida
   * the ceiling is raised (x `ceil_step`, capped at the contract) for a site whose peak reached
     `at_ceiling` of it; ceilings are never lowered (a short measurement period must not
     take burst capacity away);
-  * the suggestion changes only `rate_mbit` / `ceil_mbit` in `gerbang_allocation` lines of the
-    inventory file, and the patch is a unified diff of that file.
+  * a site without measurements in the period (`measured: False`: gateway down, not scraped, or
+    not in this Prometheus) keeps its allocation, and its rate still counts against the contract;
+  * the suggestion changes only `rate_mbit` / `ceil_mbit` of each host's `gerbang_allocation`
+    in the inventory file (flow mapping `{rate_mbit: 5, ceil_mbit: 10}` as in production, or a
+    block mapping as in the generated lab inventory), and the patch is a unified diff of that file.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ def suggest(sites: dict[str, dict], contract_mbit: float, *, headroom: float = 1
     floors, wants, ceils, reasons = {}, {}, {}, {}
     for name, site in sites.items():
         ceil = site["ceil_mbit"]
+        if not site.get("measured", True):
+            ceils[name] = ceil
+            floors[name] = wants[name] = site["rate_mbit"]
+            continue
         if site["peak_mbit"] >= at_ceiling * ceil and ceil < contract_mbit:
             ceil = min(contract_mbit, math.ceil(ceil * ceil_step))
             reasons[name] = f"peak {site['peak_mbit']:.1f} Mbit/s reached {at_ceiling:.0%} of the ceiling"
@@ -56,20 +63,48 @@ def suggest(sites: dict[str, dict], contract_mbit: float, *, headroom: float = 1
 
 ALLOCATION = re.compile(r"^(?P<indent>\s+)gerbang_allocation:\s*\{(?P<body>[^}]*)\}\s*$")
 HOST = re.compile(r"^(?P<indent>\s+)(?P<name>[A-Za-z0-9_.-]+):\s*$")
+BLOCK_ITEM = re.compile(r"^(?P<indent>\s+)(?P<key>[A-Za-z0-9_]+):\s*(?P<value>[^#\s]+)(?P<comment>\s+#.*)?\s*$")
+
+
+def _missing_block_items(block: dict) -> list[str]:
+    """Keys a block-style allocation did not have yet (rate before ceil)."""
+    indent = block["child_indent"] or " " * (block["indent"] + 2)
+    return [f"{indent}{key}: {block['wanted'][key]}\n" for key in ("rate_mbit", "ceil_mbit") if key in block["missing"]]
 
 
 def patch_inventory(text: str, allocations: dict[str, dict], path: str = "inventory/production/hosts.yml") -> tuple[str, str]:
-    """(new text, unified diff) with each host's `gerbang_allocation: {...}` flow mapping updated.
+    """(new text, unified diff) with each host's `gerbang_allocation` (flow or block mapping) updated.
 
     Only rate_mbit and ceil_mbit change; other keys of the mapping (upload_*) are kept.
     """
     lines = text.splitlines(keepends=True)
     parents: list[tuple[int, str]] = []  # value-less keys seen so far: the host is the nearest one above
     out = []
+    block: dict | None = None  # inside a block-style `gerbang_allocation:` of a host being changed
     for line in lines:
+        if block is not None:
+            child = BLOCK_ITEM.match(line)
+            if child and len(child.group("indent")) > block["indent"]:
+                block["child_indent"] = child.group("indent")
+                key = child.group("key")
+                if key in ("rate_mbit", "ceil_mbit"):
+                    block["missing"].discard(key)
+                    line = f"{child.group('indent')}{key}: {block['wanted'][key]}{child.group('comment') or ''}\n"
+                out.append(line)
+                continue
+            out.extend(_missing_block_items(block))
+            block = None
         match = HOST.match(line)
         if match:
             parents.append((len(match.group("indent")), match.group("name")))
+            if match.group("name") == "gerbang_allocation":
+                parents.pop()
+                host = next((name for indent, name in reversed(parents) if indent < len(match.group("indent"))), None)
+                if host in allocations:
+                    block = {"indent": len(match.group("indent")), "wanted": allocations[host], "child_indent": None,
+                             "missing": {"rate_mbit", "ceil_mbit"}}
+                out.append(line)
+                continue
         alloc = ALLOCATION.match(line)
         host = next((name for indent, name in reversed(parents) if alloc and indent < len(alloc.group("indent"))), None)
         if alloc and host in allocations:
@@ -83,6 +118,8 @@ def patch_inventory(text: str, allocations: dict[str, dict], path: str = "invent
             body = ", ".join(f"{key}: {values[key]}" for key in keys)
             line = f"{alloc.group('indent')}gerbang_allocation: {{{body}}}\n"
         out.append(line)
+    if block is not None:
+        out.extend(_missing_block_items(block))
     new_text = "".join(out)
     diff = "".join(difflib.unified_diff(text.splitlines(keepends=True), new_text.splitlines(keepends=True),
                                         fromfile=f"a/{path}", tofile=f"b/{path}"))
