@@ -75,7 +75,8 @@ def gather(prom: Prometheus, start: float, end: float, step: float, timezone: st
             allocation.setdefault(labels["site"], {})[labels["kind"]] = value
         for site in sorted(set(bits) | set(allocation)):
             alloc = allocation.get(site, {})
-            entry = figures.site_figures(bits.get(site, []), alloc.get("ceil", 0.0), alloc.get("rate", 0.0), timezone, hours)
+            entry = figures.site_figures(bits.get(site, []), alloc.get("ceil", 0.0), alloc.get("rate", 0.0), timezone, hours,
+                                         raw.get(site))
             entry["bytes"] = figures.counter_increase(raw.get(site, []))
             sites.setdefault(site, {})[direction] = entry
             sites[site].setdefault("series", {})[direction] = bits.get(site, [])
@@ -90,17 +91,37 @@ def gather(prom: Prometheus, start: float, end: float, step: float, timezone: st
                 found.setdefault(site, {})[labels.get(label, "")] = value
         return found
 
-    denied = per_site(f'sum by (site, category) (increase(gerbang_proxy_requests_total{{decision="denied"}}[{period}]))', "category")
-    dns_blocked = per_site(f"sum by (site, category) (increase(gerbang_dns_blocked_total[{period}]))", "category")
-    allowed = per_site(f'sum by (site) (increase(gerbang_proxy_requests_total{{decision="allowed"}}[{period}]))')
-    domain_bytes = per_site(f"sum by (site, domain) (increase(gerbang_proxy_domain_bytes_total[{period}]))", "domain")
-    domain_requests = per_site(f"sum by (site, domain) (increase(gerbang_proxy_domain_requests_total[{period}]))", "domain")
+    # Counters from the logs: increases over the same grid as the traffic (series born inside the
+    # period counted from zero), not PromQL increase() (extrapolated, blind to new series).
+    first_seen = {site: values[0][0] for site, values in
+                  _by(prom.range("max by (site) (gerbang_collector_last_run_timestamp_seconds)", start, end, step), "site").items()
+                  if values}
+
+    def increases(selector: str, label: str | None = None) -> dict:
+        grouping = "site" + (f", {label}" if label else "")
+        found: dict = {}
+        for key, values in prom.range(f"sum by ({grouping}) ({selector})", start, end, step).items():
+            labels = dict(key)
+            site = labels.get("site", "")
+            value = figures.window_increase(values, first_seen.get(site))
+            if label is None:
+                found[site] = found.get(site, 0.0) + value
+            else:
+                found.setdefault(site, {})[labels.get(label, "")] = value
+        return found
+
+    denied = increases('gerbang_proxy_requests_total{decision="denied"}', "category")
+    dns_blocked = increases("gerbang_dns_blocked_total", "category")
+    allowed = increases('gerbang_proxy_requests_total{decision="allowed"}')
+    domain_bytes = increases("gerbang_proxy_domain_bytes_total", "domain")
+    domain_requests = increases("gerbang_proxy_domain_requests_total", "domain")
     active = per_site(f"max by (site) (max_over_time(gerbang_devices_active[{period}]))")
     unregistered = per_site(f"max by (site) (max_over_time(gerbang_devices_active_unregistered[{period}]))")
     registered = per_site(f"max by (site) (last_over_time(gerbang_devices_registered[{period}]))")
     # Registered devices that sent or received anything in the period (nftables counters of the
     # device's address: forwarded and proxied traffic, DNS included).
-    with_traffic = per_site(f"sum by (site, device) (increase(gerbang_device_bytes_total[{period}])) > 0", "device")
+    with_traffic = {site: {device: value for device, value in devices.items() if value > 0}
+                    for site, devices in increases("gerbang_device_bytes_total", "device").items()}
     for site in sorted(set(sites) | set(registered)):
         entry = sites.setdefault(site, {})
         blocked = {}
@@ -143,6 +164,7 @@ def reallocation(data: dict, city: dict, **options) -> dict[str, dict]:
             "measured": bool(measured) and measured.get("samples", 1) > 0,
             "rate_mbit": bandwidth["rate_mbit"], "ceil_mbit": bandwidth["ceil_mbit"],
             "work_p95_mbit": measured.get("work_p95_mbit", 0.0), "peak_mbit": measured.get("peak_mbit", 0.0),
+            "work_samples": measured.get("work_samples", 1),
             "devices": len(site["devices"]), "device_rate_mbit": bandwidth["device_rate_mbit"],
         }
     return realloc.suggest(inputs, city["contract_mbit"], **options)

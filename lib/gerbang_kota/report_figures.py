@@ -29,6 +29,19 @@ def counter_increase(series: list[tuple[float, float]]) -> float:
     return total
 
 
+def window_increase(series: list[tuple[float, float]], site_first_seen: float | None) -> float:
+    """Increase of a collector counter over the report's grid, counting a series born inside it.
+
+    The collector only exports a label set (a category, a domain) once it has counted one, so a
+    series whose first sample comes after the site's first sample in the period started at zero
+    in between: its first value is part of the increase (PromQL's increase() would lose it).
+    """
+    if not series:
+        return 0.0
+    born = site_first_seen is not None and series[0][0] > site_first_seen
+    return (series[0][1] if born else 0.0) + counter_increase(series)
+
+
 def parse_working_hours(text: str) -> tuple[set[int], int, int]:
     """"mon-fri 07:00-16:00" -> ({0..4}, 420, 960) (Monday = 0, minutes of the day)."""
     days_text, hours_text = text.split()
@@ -51,22 +64,42 @@ def in_working_hours(timestamp: float, timezone: str, working: tuple[set[int], i
     return local.weekday() in days and start <= minute < end
 
 
+def volume_means(counter: list[tuple[float, float]], timezone: str, working: tuple[set[int], int, int]) -> tuple[float, float]:
+    """(mean bit/s over the whole series, mean bit/s over its working-hours intervals) from a byte
+    counter sampled on the report's grid: bytes moved / time, each interval (t_i, t_i+1] counted in
+    working hours when t_i is; resets counted like counter_increase."""
+    total = work = total_s = work_s = 0.0
+    for (t0, v0), (t1, v1) in zip(counter, counter[1:]):
+        moved = v1 - v0 if v1 >= v0 else v1
+        total, total_s = total + moved, total_s + (t1 - t0)
+        if in_working_hours(t0, timezone, working):
+            work, work_s = work + moved, work_s + (t1 - t0)
+    return (total * 8 / total_s if total_s else 0.0), (work * 8 / work_s if work_s else 0.0)
+
+
 def site_figures(bits: list[tuple[float, float]], ceil_bits: float, rate_bits: float, timezone: str,
-                 working: tuple[set[int], int, int]) -> dict:
-    """Allocation vs use for one site and direction, from its bit-rate series."""
+                 working: tuple[set[int], int, int], counter: list[tuple[float, float]] | None = None) -> dict:
+    """Allocation vs use for one site and direction, from its bit-rate series (peak, percentiles)
+    and, when given, its byte counter on the same grid (means and utilisation = volume / time,
+    exact whatever the rate window; without it the means are means of the rate samples)."""
     values = [v for _, v in bits]
     work = [v for t, v in bits if in_working_hours(t, timezone, working)]
     peak = max(values, default=0.0)
     p95 = percentile(values, 95)
+    if counter is not None and len(counter) > 1:
+        mean, work_mean = volume_means(counter, timezone, working)
+    else:
+        mean = (sum(values) / len(values)) if values else 0.0
+        work_mean = (sum(work) / len(work)) if work else 0.0
     return {
         "ceil_mbit": ceil_bits / 1e6,
         "rate_mbit": rate_bits / 1e6,
         "peak_mbit": peak / 1e6,
         "p95_mbit": p95 / 1e6,
-        "mean_mbit": (sum(values) / len(values) / 1e6) if values else 0.0,
-        "work_mean_mbit": (sum(work) / len(work) / 1e6) if work else 0.0,
+        "mean_mbit": mean / 1e6,
+        "work_mean_mbit": work_mean / 1e6,
         "work_p95_mbit": percentile(work, 95) / 1e6,
-        "work_utilisation": (sum(work) / len(work) / ceil_bits) if work and ceil_bits else 0.0,
+        "work_utilisation": (work_mean / ceil_bits) if ceil_bits else 0.0,
         "p95_of_ceil": (p95 / ceil_bits) if ceil_bits else 0.0,
         "work_samples": len(work),
         "samples": len(values),

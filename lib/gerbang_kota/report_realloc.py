@@ -11,6 +11,8 @@ Rules (all inside the contract, so the patched inventory passes playbooks/valida
     take burst capacity away);
   * a site without measurements in the period (`measured: False`: gateway down, not scraped, or
     not in this Prometheus) keeps its allocation, and its rate still counts against the contract;
+    a site without working-hours samples (`work_samples: 0`, e.g. a weekend period) keeps its
+    guaranteed rate (only its ceiling may be raised);
   * the suggestion changes only `rate_mbit` / `ceil_mbit` of each host's `gerbang_allocation`
     in the inventory file (flow mapping `{rate_mbit: 5, ceil_mbit: 10}` as in production, or a
     block mapping as in the generated lab inventory), and the patch is a unified diff of that file.
@@ -40,6 +42,9 @@ def suggest(sites: dict[str, dict], contract_mbit: float, *, headroom: float = 1
             ceil = min(contract_mbit, math.ceil(ceil * ceil_step))
             reasons[name] = f"peak {site['peak_mbit']:.1f} Mbit/s reached {at_ceiling:.0%} of the ceiling"
         ceils[name] = ceil
+        if site.get("work_samples", 1) == 0:
+            floors[name] = wants[name] = min(site["rate_mbit"], ceil)
+            continue
         floor = max(min_rate_mbit, math.ceil(site.get("devices", 0) * site.get("device_rate_mbit", 0)))
         floors[name] = min(floor, ceil)
         wants[name] = min(ceil, max(floors[name], math.ceil(site["work_p95_mbit"] * headroom)))

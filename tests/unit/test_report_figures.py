@@ -61,3 +61,26 @@ def test_site_figures_separate_working_hours():
 
 def test_top_orders_and_drops_zeros():
     assert f.top({"b": 2, "a": 2, "c": 5, "z": 0}, 2) == [("c", 5), ("a", 2)]
+
+
+def test_window_increase_counts_a_series_born_in_the_period():
+    # The site reported from t=0; the "games" denials appeared at t=30 with 4, then 6.
+    assert f.window_increase([(30, 4), (45, 6)], site_first_seen=0) == 6
+    # A series present from the site's first sample: only its increase (and through a reset).
+    assert f.window_increase([(0, 10), (15, 12), (30, 1)], site_first_seen=0) == 3
+    assert f.window_increase([], 0) == 0
+    assert f.window_increase([(30, 4)], site_first_seen=None) == 0
+
+
+def test_means_from_the_byte_counter_are_volume_over_time():
+    hours = f.parse_working_hours("mon-fri 07:00-16:00")
+    t0 = at("2026-11-23T15:58")
+    # 1.25 MB per minute = 166,666 bit/s; the last two minutes are after working hours.
+    counter = [(t0 + i * 60, i * 1_250_000.0) for i in range(5)]
+    counter[3] = (counter[3][0], 0.0)          # a reset (shaping reloaded): counted from zero
+    bits = [(t, 1e5) for t, _ in counter]
+    result = f.site_figures(bits, 1e6, 5e5, "Asia/Jakarta", hours, counter)
+    assert result["work_mean_mbit"] == pytest.approx(1_250_000 * 8 / 60 / 1e6)
+    assert result["mean_mbit"] == pytest.approx((2 * 1_250_000 + 0 + 5_000_000) * 8 / 240 / 1e6)
+    assert result["work_utilisation"] == pytest.approx(1_250_000 * 8 / 60 / 1e6)
+    assert result["peak_mbit"] == pytest.approx(0.1)

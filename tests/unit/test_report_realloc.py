@@ -77,3 +77,35 @@ def test_patched_production_inventory_passes_the_policy_compiler():
     broken = realloc.patch_inventory((inventory / "hosts.yml").read_text(encoding="utf-8"),
                                      {"rsud": {"rate_mbit": 400, "ceil_mbit": 400}})[0]
     assert report.check_patched_inventory(inventory, broken, REPO)
+
+
+def test_unmeasured_sites_keep_their_allocation_and_count_against_the_contract():
+    sites = {"down": {**site(40, 50, 0.0), "measured": False}, "busy": site(5, 60, 55.0, peak=59.0),
+             "weekend": {**site(30, 40, 0.0), "work_samples": 0}}
+    result = realloc.suggest(sites, 100)
+    assert result["down"] == {"rate_mbit": 40, "ceil_mbit": 50, "reason": ""}
+    assert result["weekend"]["rate_mbit"] == 30          # no working-hours sample: no basis to change
+    assert sum(s["rate_mbit"] for s in result.values()) <= 100
+    assert result["busy"]["rate_mbit"] == 30             # what the contract leaves, not ceil(55 * 1.25)
+
+
+def test_patch_of_block_style_allocations_as_in_the_lab_inventory():
+    text = ("all:\n  children:\n    gateways:\n      hosts:\n        setda:\n          gerbang_site_id: 1\n"
+            "          gerbang_allocation:\n            rate_mbit: 5\n            ceil_mbit: 10\n"
+            "        rsud:\n          gerbang_allocation:\n            ceil_mbit: 100  # hospital\n"
+            "          gerbang_site_id: 33\n")
+    new, diff = realloc.patch_inventory(text, {"setda": {"rate_mbit": 7, "ceil_mbit": 10},
+                                               "rsud": {"rate_mbit": 70, "ceil_mbit": 150}})
+    assert "          gerbang_allocation:\n            rate_mbit: 7\n            ceil_mbit: 10\n        rsud:" in new
+    assert ("          gerbang_allocation:\n            ceil_mbit: 150  # hospital\n            rate_mbit: 70\n"
+            "          gerbang_site_id: 33\n") in new
+    assert "gerbang_site_id: 1\n" in new
+
+
+def test_patched_lab_inventory_compiles():
+    inventory = REPO / "inventory/lab"
+    text = (inventory / "hosts.yml").read_text(encoding="utf-8")
+    new, diff = realloc.patch_inventory(text, {"rsud": {"rate_mbit": 70, "ceil_mbit": 150}}, "inventory/lab/hosts.yml")
+    assert diff.count("\n-  ") == 2 and "+                    ceil_mbit: 150" in diff
+    city_errors = report.check_patched_inventory(inventory, new, REPO)
+    assert city_errors == []
