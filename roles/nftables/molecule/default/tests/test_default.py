@@ -1,0 +1,235 @@
+"""The gateway firewall (table inet gerbang) on a lab gateway, from its clients' point of view.
+
+setda after converge (nftables + dnsmasq). Clients are real network namespaces on the LAN,
+the "internet" is the lab's stand-in namespace behind the WAN: nothing here leaves the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[5]
+sys.path.insert(0, str(REPO / "tests/lab"))
+
+import labtools as L  # noqa: E402
+
+SITE = "setda"
+TCP_PROBE = ("import socket,sys\ntry:\n s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=3); print('open')\n"
+             "except OSError as e: print('closed', type(e).__name__)")
+# A connected UDP socket: an ICMP port-unreachable (reject) surfaces as ConnectionRefusedError,
+# a silent drop as TimeoutError.
+UDP_PROBE = ("import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(2); "
+             "s.connect((sys.argv[1],int(sys.argv[2]))); s.send(b'quic?')\n"
+             "try: print(s.recv(100).decode())\nexcept OSError as e: print('no-answer', type(e).__name__)")
+RECV_PROBE = ("import socket,sys\ntry:\n s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=3); "
+              "print(s.recv(100).decode().strip())\nexcept OSError as e: print('closed', type(e).__name__)")
+WEEK_MINUTES = 7 * 24 * 60
+
+
+@pytest.fixture(scope="module")
+def site():
+    L.require_site(SITE)
+    return L.compiled_site(SITE)
+
+
+@pytest.fixture(scope="module")
+def client(site):
+    [(ns, ip)] = L.clients(SITE, 1)
+    return ns, ip
+
+
+@pytest.fixture
+def listener():
+    """A throw-away TCP listener on the gateway (stands in for Squid / node exporter)."""
+    units = []
+
+    def start(port: int) -> None:
+        unit = f"probe-{port}"
+        code = (f"import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+                f"s.bind(('0.0.0.0', {port})); s.listen(8)\nwhile True:\n c,a=s.accept(); c.sendall(b'gateway:{port}\\n'); c.close()")
+        result = L.on_gateway(SITE, "systemd-run", f"--unit={unit}", "python3", "-c", code)
+        assert result.returncode == 0, result.stderr
+        units.append(unit)
+        for _ in range(50):
+            if f":{port}" in L.on_gateway(SITE, "ss", "-Hltn", "sport", f"= :{port}").stdout:
+                return
+            time.sleep(0.1)
+        pytest.fail(f"listener on {port} did not start")
+
+    yield start
+    for unit in units:
+        L.on_gateway(SITE, "systemctl", "stop", unit)
+
+
+def site_port(name: str) -> int:
+    """A port of the cross-role contract (group_vars/all/services.yml, gerbang_ports)."""
+    services = yaml.safe_load((REPO / "group_vars/all/services.yml").read_text(encoding="utf-8"))
+    return int(services["gerbang_ports"][name])
+
+
+def counter(name: str) -> tuple[int, int]:
+    """(packets, bytes) of a named counter of table inet gerbang (the JSON form: comments may say "packets")."""
+    out = L.on_gateway(SITE, "nft", "-j", "list", "counter", "inet", "gerbang", name).stdout
+    [found] = [item["counter"] for item in json.loads(out)["nftables"] if "counter" in item]
+    assert found["name"] == name, found
+    return int(found["packets"]), int(found["bytes"])
+
+
+def probe(ns: str, address: str, port: int, udp: bool = False) -> str:
+    return L.in_ns(ns, "python3", "-c", UDP_PROBE if udp else TCP_PROBE, address, str(port)).stdout
+
+
+def always_blocked_name(site: dict) -> str:
+    """A name the compiled policy blocks at every minute of the week (independent of the clock)."""
+    never_blocked = set(site["allow_domains"]) | set(site["govapp_domains"])
+    for block in site["blocks"]:
+        schedule = site["schedules"][block["schedule"]]
+        minutes = sum(seg["end_minute"] - seg["start_minute"] for seg in schedule["segments"])
+        if schedule["always"] or minutes >= WEEK_MINUTES:
+            names = [d for d in site["categories"][block["category"]]["domains"] if d not in never_blocked]
+            if names:
+                return sorted(names)[0]
+    pytest.fail(f"{site['name']} blocks no category at all times: the DNS redirect test needs one")
+
+
+def test_ruleset_is_loaded_by_its_own_unit_and_other_tables_survive(host):
+    assert host.service("gerbang-nftables").is_enabled
+    tables = host.run("nft list tables").stdout
+    assert "table inet gerbang" in tables
+    assert "table inet other_role" in tables, "the role must not flush the ruleset"
+    # A reload replaces our table atomically and leaves the other one alone.
+    assert host.run("systemctl reload gerbang-nftables").rc == 0
+    assert "table inet other_role" in host.run("nft list tables").stdout
+    assert host.run("nft -c -f /etc/nftables.d/gerbang.nft").rc == 0
+    assert host.file("/proc/sys/net/ipv4/ip_forward").content_string.strip() == "1"
+
+
+def test_registered_device_is_forwarded_and_counted(client, site):
+    ns, ip = client
+    device = next(d for d in site["devices"] if d["ip"] == ip)
+    up, down = counter(f"dev{device['host_index']}_up"), counter(f"dev{device['host_index']}_down")
+    ping = L.in_ns(ns, "ping", "-c", "3", "-i", "0.2", "-W", "2", L.upstream()[1])
+    assert ping.returncode == 0, ping.stdout
+    assert counter(f"dev{device['host_index']}_up")[0] >= up[0] + 3
+    assert counter(f"dev{device['host_index']}_down")[0] >= down[0] + 3
+
+
+def test_unregistered_device_with_a_hand_set_address_is_dropped(site):
+    ns = L.unregistered_client(SITE)["ns"]
+    lan = site["lan"]
+    L.set_static(ns, lan["network"].rsplit(".", 1)[0] + ".200", lan["prefixlen"], lan["address"])
+    try:
+        before = counter("unregistered_dropped")[0]
+        assert L.in_ns(ns, "ping", "-c", "1", "-W", "2", L.upstream()[1]).returncode != 0
+        assert counter("unregistered_dropped")[0] > before
+        assert L.dig(ns, lan["address"], "kompas.com") == [], "no DNS for an unregistered device either"
+    finally:
+        L.release(ns)
+
+
+def test_registered_mac_with_a_colleagues_address_is_dropped(site):
+    """Address and MAC are registered as a pair: a borrowed (or forged) address does not pass.
+
+    The colleague is a registered device with no lab client (offline): borrowing the address of
+    a device that is online would also re-point the gateway's ARP entry for it to the borrower
+    for several seconds (ARP is not filtered by table inet gerbang), breaking the tests after this.
+    """
+    devices = L.registered_clients(SITE)
+    ns = devices[1]["ns"]
+    online = {c["expected_ip"] for c in devices}
+    colleague = next(d for d in site["devices"] if d["ip"] not in online and d["mac"] != devices[1]["mac"])
+    L.set_static(ns, colleague["ip"], site["lan"]["prefixlen"], site["lan"]["address"])
+    try:
+        before = counter("unregistered_dropped")[0]
+        assert L.in_ns(ns, "ping", "-c", "1", "-W", "2", L.upstream()[1]).returncode != 0
+        assert counter("unregistered_dropped")[0] > before
+    finally:
+        L.release(ns)
+        L.on_gateway(SITE, "ip", "neigh", "flush", "to", colleague["ip"], "dev", site["lan"]["interface"])
+
+
+def test_dns_to_any_server_is_answered_by_the_gateway(client, site):
+    """Whatever server a device asks (UDP or TCP), the gateway's dnsmasq answers.
+
+    A name blocked at all times gets the block page from the gateway, while the lab's internet
+    resolver (also asked directly here) would give its stand-in web server; 8.8.8.8 does not
+    exist in the lab at all. An allowed name gets the same answer as from the gateway itself.
+    """
+    ns, _ip = client
+    block, gateway = site["block_page"]["ip"], site["lan"]["address"]
+    blocked = always_blocked_name(site)
+    inet_ns, resolver = L.state()["internet"]["ns"], L.state()["internet"]["dns"]
+    assert L.dig(inet_ns, resolver, blocked) not in ([], [block]), "the internet's resolver gives its own answer"
+    allowed = site["govapp_domains"][0]
+    assert L.dig(ns, gateway, allowed) == [L.state()["internet"]["names"][allowed]]
+    for server in ("8.8.8.8", resolver):
+        for tcp in (False, True):
+            assert L.dig(ns, server, blocked, tcp=tcp) == [block], (server, blocked, tcp)
+            assert L.dig(ns, server, allowed, tcp=tcp) == L.dig(ns, gateway, allowed, tcp=tcp), (server, allowed, tcp)
+
+
+def test_dns_over_tls_quic_and_doh_are_closed(client, site, listener):
+    """Rejected (fail fast: TCP refused, UDP port unreachable), not dropped, and counted."""
+    ns, _ip = client
+    web, inet = L.state()["internet"]["public_web"], L.state()["internet"]["ns"]
+    assert "open" in probe(inet, web, 853), "the stand-in internet listens on tcp/853 ..."
+    assert probe(inet, web, 443, udp=True).strip() == "quic?", "... and echoes udp/443"
+    # Were DoH resolvers redirected like other HTTPS, this listener would answer instead.
+    listener(3130)
+    attempts = [(web, 853, False, "closed ConnectionRefusedError"),
+                (web, 853, True, "no-answer ConnectionRefusedError"),
+                (web, 443, True, "no-answer ConnectionRefusedError"),
+                (site["doh_addresses"][0], 443, False, "closed ConnectionRefusedError")]
+    for address, port, udp, expected in attempts:
+        before = counter("bypass_rejected")[0]
+        assert probe(ns, address, port, udp=udp).strip() == expected, (address, port, udp)
+        assert counter("bypass_rejected")[0] == before + 1, (address, port, udp)
+
+
+def test_web_traffic_is_redirected_to_the_proxy_ports(client, site, listener):
+    """LAN tcp/80 -> 3129 and tcp/443 -> 3130 on the gateway, whatever the destination."""
+    ns, _ip = client
+    ports = {80: site_port("proxy_http_intercept"), 443: site_port("proxy_https_intercept")}
+    for port in ports.values():
+        listener(port)
+    for address in (L.state()["internet"]["public_web"], site["lan"]["address"]):
+        for port, proxy in ports.items():
+            out = L.in_ns(ns, "python3", "-c", RECV_PROBE, address, str(port)).stdout
+            assert out.strip() == f"gateway:{proxy}", (address, port)
+
+
+def test_wan_side_offers_nothing_but_the_exporter_to_the_command_center(site, listener):
+    # Something listens on every port probed (on all addresses): only the firewall closes them.
+    ports = (22, 3128, 3129, 3130, 9100)
+    for port in ports:
+        listener(port)
+    inet = L.state()["internet"]["ns"]
+    wan = site["wan"]["ip"]
+    assert L.dig(inet, wan, "kompas.com") == []
+    for port in ports:
+        assert probe(inet, wan, port).strip() == "closed TimeoutError", port
+    ruleset = L.on_gateway(SITE, "nft", "list", "chain", "inet", "gerbang", "input").stdout
+    assert f"ip saddr {site['command_center_ip']} tcp dport 9100 accept" in ruleset
+    for network in site["management"]["networks"]:
+        assert network in L.on_gateway(SITE, "nft", "list", "set", "inet", "gerbang", "management").stdout
+
+
+def test_lan_clients_reach_the_gateway_services_only_when_registered(client, site, listener):
+    ns, _ip = client
+    listener(3128)
+    listener(22)
+    assert "open" in probe(ns, site["lan"]["address"], 3128)
+    assert probe(ns, site["lan"]["address"], 22).strip() == "closed TimeoutError", "SSH only from the management network"
+    unregistered = L.unregistered_client(SITE)["ns"]
+    lan = site["lan"]
+    L.set_static(unregistered, lan["network"].rsplit(".", 1)[0] + ".201", lan["prefixlen"], lan["address"])
+    try:
+        assert probe(unregistered, lan["address"], 3128).strip() == "closed TimeoutError", "not for an unregistered device"
+    finally:
+        L.release(unregistered)
