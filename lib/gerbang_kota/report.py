@@ -29,7 +29,13 @@ from gerbang_kota import report_figures as figures
 from gerbang_kota import report_realloc as realloc
 from gerbang_kota import report_svg as svg
 
-SITE_BITS = 'sum by (site) (rate(gerbang_tc_bytes_total{{class="site",direction="{direction}"}}[{window}])) * 8'
+# Bit rate on the collector's clock: the collector reads the counters on its own timer and
+# Prometheus stamps them at scrape time, so rate() alone is off by the drift between the two
+# (up to a whole collector interval, +25 % on a 60 s window, and the peak picks exactly those).
+# Dividing by the rate of the collector's run timestamp (same samples, same extrapolation) gives
+# bytes / collector seconds.
+SITE_BITS = ('sum by (site) (rate(gerbang_tc_bytes_total{{class="site",direction="{direction}"}}[{window}])'
+             ' / on (site) group_left () (max by (site) (rate(gerbang_collector_last_run_timestamp_seconds[{window}])) > 0)) * 8')
 SITE_BYTES = 'sum by (site) (gerbang_tc_bytes_total{{class="site",direction="{direction}"}})'
 ALLOCATION = 'max by (site, kind) (gerbang_allocation_bits{{direction="{direction}"}})'
 
