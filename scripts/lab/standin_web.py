@@ -5,7 +5,8 @@ Answers every name the lab DNS hands out: HTTP on 80, HTTPS on 443 (one certific
 lab CA covering every stand-in name, so SNI and verification work as on the real web), TLS on
 853 (where a DNS-over-TLS resolver would listen) and a UDP echo on 443 (where QUIC would go).
 Every request is logged as one JSON line, so tests can prove a blocked request never arrived.
-``GET /bytes/<n>`` returns n bytes (traffic generation for monitoring tests).
+``GET /bytes/<n>`` returns n bytes (traffic generation for monitoring tests); ``POST`` (any
+path) reads the request body and answers with the number of bytes received (upload tests).
 """
 
 from __future__ import annotations
@@ -58,6 +59,23 @@ class StandIn(BaseHTTPRequestHandler):
         self._record(200, len(body))
 
     do_HEAD = do_GET
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        left = int(self.headers.get("Content-Length") or 0)
+        received = 0
+        while left > 0:
+            chunk = self.rfile.read(min(left, 65536))
+            if not chunk:
+                break
+            received += len(chunk)
+            left -= len(chunk)
+        body = f"received {received}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self._record(200, received)
 
 
 class TLSServer(ThreadingHTTPServer):

@@ -1,0 +1,149 @@
+"""The nftables role's ruleset (and Squid's upload marks) rendered from compiled sites, checked
+by the kernel's own parser: `nft -c -f` inside a throw-away network namespace (`unshare -n`),
+so the host's ruleset is never touched.
+
+Rendered with Ansible's templar, as the role's `template` lookup does (trim_blocks), from the
+role's defaults and vars.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "lib"))
+
+from gerbang_kota.inventory import load_inventory  # noqa: E402
+from gerbang_kota.policy import compile_city  # noqa: E402
+
+pytest.importorskip("ansible")
+from ansible.parsing.dataloader import DataLoader  # noqa: E402
+from ansible.template import Templar, trust_as_template  # noqa: E402
+
+NFT = shutil.which("nft") or "/usr/sbin/nft"
+UNSHARE = shutil.which("unshare")
+
+
+def _can_check() -> bool:
+    if os.geteuid() != 0 or not UNSHARE or not Path(NFT).exists():
+        return False
+    return subprocess.run([UNSHARE, "-n", NFT, "list", "tables"], capture_output=True).returncode == 0
+
+
+needs_nft = pytest.mark.skipif(not _can_check(), reason="needs root, unshare and nft (throw-away netns)")
+
+
+@pytest.fixture(scope="module")
+def inventory():
+    return load_inventory(REPO / "inventory/lab")
+
+
+@pytest.fixture(scope="module")
+def city(inventory):
+    hostvars, groups = inventory
+    compiled = compile_city(hostvars, groups, repo_root=REPO)
+    assert not compiled["errors"], compiled["errors"]
+    return compiled
+
+
+@pytest.fixture(scope="module")
+def city_without_management(inventory):
+    """Compiled sites with no management network. The policy schema refuses
+    `management_networks: []` ("must not be empty"), but the role must not depend on that to
+    render a valid ruleset (an empty set is valid nft; `elements = {  }` is a syntax error)."""
+    hostvars, groups = inventory
+    compiled = copy.deepcopy(compile_city(hostvars, groups, repo_root=REPO))
+    for site in compiled["sites"].values():
+        site["management"]["networks"] = []
+    return compiled
+
+
+def _yaml(path: Path) -> dict:
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return {k: trust_as_template(v) if isinstance(v, str) else v for k, v in data.items()}
+
+
+def render(role: str, template: str, city: dict, host: str) -> str:
+    variables = {"gerbang_city": city, "inventory_hostname": host, "ansible_managed": "Ansible managed"}
+    variables.update(_yaml(REPO / "group_vars/all/services.yml"))
+    variables.update(_yaml(REPO / f"roles/{role}/defaults/main.yml"))
+    variables.update(_yaml(REPO / f"roles/{role}/vars/main.yml"))
+    text = (REPO / f"roles/{role}/templates/{template}").read_text(encoding="utf-8")
+    return Templar(loader=DataLoader(), variables=variables).template(trust_as_template(text))
+
+
+def nft_check(ruleset: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    path = tmp_path / "gerbang.nft"
+    path.write_text(ruleset, encoding="utf-8")
+    return subprocess.run([UNSHARE, "-n", NFT, "-c", "-f", str(path)], capture_output=True, text=True)
+
+
+@needs_nft
+def test_ruleset_without_management_networks_loads(city_without_management, tmp_path):
+    for host in sorted(city_without_management["sites"]):
+        ruleset = render("nftables", "gerbang.nft.j2", city_without_management, host)
+        assert not re.search(r"elements = \{\s*\}", ruleset), host
+        check = nft_check(ruleset, tmp_path)
+        assert check.returncode == 0, f"{host}: {check.stderr}"
+
+
+@needs_nft
+def test_every_sites_ruleset_loads(city, tmp_path):
+    for host in sorted(city["sites"]):
+        check = nft_check(render("nftables", "gerbang.nft.j2", city, host), tmp_path)
+        assert check.returncode == 0, f"{host}: {check.stderr}"
+
+
+def test_encrypted_dns_is_rejected_per_protocol(city):
+    """TCP gets a reset, UDP an ICMP port unreachable: both fail fast as "connection refused"."""
+    ruleset = render("nftables", "gerbang.nft.j2", city, "setda")
+    assert re.search(r"^\s*tcp dport 853 counter name \"bypass_rejected\" reject with tcp reset$", ruleset, re.M)
+    assert re.search(r"^\s*udp dport 853 counter name \"bypass_rejected\" reject with icmp type port-unreachable$",
+                     ruleset, re.M)
+    assert not re.search(r"reject$", ruleset, re.M), "every reject says how"
+
+
+def test_arp_table_is_replaced_with_inet_gerbang_and_knows_every_registered_pair(city):
+    site = city["sites"]["setda"]
+    ruleset = render("nftables", "gerbang.nft.j2", city, "setda")
+    assert "flush ruleset" not in ruleset
+    head = [line for line in ruleset.splitlines() if line and not line.startswith("#")][:4]
+    assert head == ["table inet gerbang {}", "delete table inet gerbang", "table arp gerbang {}", "delete table arp gerbang"]
+    arp = ruleset[ruleset.index("table arp gerbang {\n"):]
+    for device in site["devices"]:
+        assert f"{device['ip']} . {device['mac']}" in arp, device["name"]
+    assert f"{site['lan']['address']}" in arp
+    assert f'iifname != "{site["lan"]["interface"]}" accept' in arp
+    assert "arp saddr ip 0.0.0.0 accept" in arp
+
+
+@pytest.mark.parametrize("host", ["setda", "diskominfo", "rsud"])
+def test_squid_marks_each_device_and_nftables_maps_the_mark_to_its_class(city, host):
+    """Cross-role contract: Squid's tcp_outgoing_mark per device = the key of the device's class
+    in the ruleset's class_mark map; govapp priority is set after it (wins)."""
+    site = city["sites"][host]
+    squid = render("squid", "squid.conf.j2", city, host)
+    ruleset = render("nftables", "gerbang.nft.j2", city, host)
+    marks = dict((acl, int(mark, 16)) for mark, acl in re.findall(r"^tcp_outgoing_mark (0x[0-9a-f]+) (\S+)$", squid, re.M))
+    assert sorted(marks) == sorted(f"gerbang_dev_{d['host_index']}" for d in site["devices"])
+    for device in site["devices"]:
+        assert f"acl gerbang_dev_{device['host_index']} src {device['ip']}\n" in squid
+    assert len(set(marks.values())) == len(marks), "one mark per device"
+    body = re.search(r"map class_mark \{\n\s*type mark : classid\n\s*elements = \{ (.*) \}\n", ruleset).group(1)
+    class_of_mark = {int(k, 16): v for k, v in (item.split(" : ") for item in body.split(", "))}
+    for device in site["devices"]:
+        assert class_of_mark[marks[f"gerbang_dev_{device['host_index']}"]] == device["classid"], device["name"]
+    classify = ruleset[ruleset.index("chain classify {"):]
+    wan = site["wan"]["interface"]
+    mark_rule = classify.index(f'oifname "{wan}" meta priority set meta mark map @class_mark')
+    assert mark_rule < classify.index(f'oifname "{wan}" ip daddr @govapp_cidr_v4 meta priority set 1:2')
+    assert mark_rule < classify.index(f'oifname "{wan}" ip daddr @govapp_v4 meta priority set 1:2')
