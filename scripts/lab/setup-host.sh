@@ -4,7 +4,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(podman crun debootstrap nftables iproute2 iperf3 iputils-ping dnsutils isc-dhcp-client curl faketime
-          dnsmasq-base openssl python3 chromium fonts-dejavu-core)
+          dnsmasq-base openssl python3 chromium fonts-dejavu-core time)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
