@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[5]
 sys.path.insert(0, str(REPO / "tests/lab"))
@@ -26,6 +30,10 @@ from gerbang_kota.schedule import active_blocks  # noqa: E402
 
 SITE = "diskominfo"
 LEASES = "/var/lib/misc/dnsmasq.leases"
+ROLE = REPO / "roles/dnsmasq"
+# The role's own syntax check (what its deploy validates with), not a copy of it.
+TEST_COMMAND = yaml.safe_load((ROLE / "vars/main.yml").read_text(encoding="utf-8"))["__dnsmasq_test_command"]
+BROKEN = "no-such-option-gerbang-test=1\n"
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +86,11 @@ def main_pid() -> str:
 
 
 def test_config_passes_dnsmasq_test(host):
-    assert host.run("dnsmasq --test --conf-file=/etc/dnsmasq.conf").rc == 0
+    assert "{{" not in TEST_COMMAND
+    result = host.run(TEST_COMMAND)
+    assert result.rc == 0, result.stderr
+    # The Debian unit's own ExecStartPre check agrees.
+    assert host.run("/usr/share/dnsmasq/systemd-helper checkconfig").rc == 0
     assert host.service("dnsmasq").is_running
     assert host.service("gerbang-dns-block").is_running
     assert host.service("gerbang-dns-schedule.timer").is_running
@@ -198,3 +210,86 @@ def test_switching_keeps_the_process_and_the_leases(client, site, clock):
     assert main_pid() == pid, "a schedule switch must be a SIGHUP, not a restart"
     assert ip in L.on_gateway(SITE, "cat", LEASES).stdout
     assert L.dhcp(ns) == ip
+
+
+def test_validation_reads_what_the_service_reads(host):
+    """A broken file in /etc/dnsmasq.d (where gerbang.conf and, through it, TRUST+ live) fails
+    the role's check, as it fails the service's start; `.dpkg-old` files are skipped by both."""
+    broken, skipped = "/etc/dnsmasq.d/zz-gerbang-broken-test.conf", "/etc/dnsmasq.d/zz-gerbang-test.conf.dpkg-old"
+    try:
+        host.run(f"printf '%s' '{BROKEN}' > {broken}")
+        result = host.run(TEST_COMMAND)
+        assert result.rc != 0 and broken in result.stderr, result.stderr
+        assert host.run("/usr/share/dnsmasq/systemd-helper checkconfig").rc != 0
+        host.run(f"mv {broken} {skipped}")
+        assert host.run(TEST_COMMAND).rc == 0
+        assert host.run("/usr/share/dnsmasq/systemd-helper checkconfig").rc == 0
+    finally:
+        host.run(f"rm -f {broken} {skipped}")
+    assert host.run(TEST_COMMAND).rc == 0
+    assert host.service("dnsmasq").is_running
+
+
+def test_a_broken_config_is_rolled_back_by_the_deploy(host):
+    """The deploy module with the role's validation: a bad gerbang.conf plus a new bad file in
+    /etc/dnsmasq.d fail the task, both are rolled back, dnsmasq is not touched."""
+    live = "/etc/dnsmasq.d/gerbang.conf"
+    extra = "/etc/dnsmasq.d/zz-gerbang-rollback-test.conf"
+    before, pid = host.file(live).sha256sum, main_pid()
+    play = [{
+        "hosts": SITE, "gather_facts": False,
+        "tasks": [
+            {"name": "Read the live config", "ansible.builtin.slurp": {"src": live}, "register": "live"},
+            {"name": "Deploy a broken config", "gerbang_deploy": {
+                "files": [
+                    {"path": live, "content": "{{ live.content | b64decode }}" + BROKEN},
+                    {"path": extra, "content": BROKEN},
+                ],
+                "validate": TEST_COMMAND,
+                "service": "dnsmasq",
+                "on_change": "restart",
+            }},
+        ],
+    }]
+    with tempfile.NamedTemporaryFile("w", prefix="gerbang-rollback-", suffix=".yml", delete=False) as handle:
+        yaml.safe_dump(play, handle)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LIBRARY=str(REPO / "plugins/modules"),
+               ANSIBLE_NOCOLOR="1")
+    try:
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(REPO / "inventory/lab"),
+             "--limit", SITE, handle.name],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    finally:
+        os.unlink(handle.name)
+        host.run(f"rm -f {extra}")   # only if the rollback failed
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "all files were rolled back" in out and "bad option at line" in out and live in out, out
+    assert host.file(live).sha256sum == before
+    assert not host.file(extra).exists
+    assert main_pid() == pid, "a failed validation must not restart dnsmasq"
+    assert host.run(TEST_COMMAND).rc == 0
+
+
+def test_a_stale_pid_file_is_never_signalled(client, site, clock):
+    """The switcher signals dnsmasq's main process as systemd knows it, not whatever process
+    /run/dnsmasq/dnsmasq.pid names (a sleep here: SIGHUP would end it)."""
+    ns, _ip = client
+    pid_file = "/run/dnsmasq/dnsmasq.pid"
+    unit = "gerbang-test-stale-pid"
+    saved = L.on_gateway(SITE, "cat", pid_file).stdout
+    L.on_gateway(SITE, "systemctl", "stop", f"{unit}.service")
+    assert L.on_gateway(SITE, "systemd-run", f"--unit={unit}", "sleep", "600").returncode == 0
+    try:
+        sleeper = L.on_gateway(SITE, "systemctl", "show", "-p", "MainPID", "--value", unit).stdout.strip()
+        assert sleeper not in ("", "0")
+        clock("2025-01-06 06:00")      # nothing blocked but games
+        L.on_gateway(SITE, "sh", "-c", f"echo {sleeper} > {pid_file}")
+        clock("2025-01-06 10:00")      # streaming blocked: dnsmasq must re-read the servers-file
+        assert answer(ns, site, "vimeo.com") == [site["block_page"]["ip"]], "dnsmasq was not signalled"
+        assert L.on_gateway(SITE, "systemctl", "is-active", unit).stdout.strip() == "active", \
+            "the switcher signalled the process a stale pid file names"
+    finally:
+        L.on_gateway(SITE, "sh", "-c", f"printf '%s' '{saved}' > {pid_file}")
+        L.on_gateway(SITE, "systemctl", "stop", f"{unit}.service")
