@@ -108,7 +108,7 @@ EXAMPLES = r"""
     files:
       - path: /etc/dnsmasq.d/gerbang.conf
         content: "{{ lookup('ansible.builtin.template', 'gerbang.conf.j2') }}"
-    validate: dnsmasq --test --conf-file=/etc/dnsmasq.conf
+    validate: dnsmasq --test --conf-file=/etc/dnsmasq.conf --conf-dir=/etc/dnsmasq.d,.dpkg-dist,.dpkg-old,.dpkg-new
     service: dnsmasq
     on_change: restart
 """
