@@ -73,6 +73,9 @@ def test_unit_applies_at_boot(host):
     unit = host.service("gerbang-shaping")
     assert unit.is_enabled
     assert unit.is_running or host.run("systemctl is-active gerbang-shaping").stdout.strip() == "active"
+    # At boot the tree must come after the firewall that sets the marks it classifies on.
+    after = host.check_output("systemctl show -p After --value gerbang-shaping").split()
+    assert "gerbang-nftables.service" in after
 
 
 @pytest.mark.parametrize("device", ["eth1", "eth0"])
