@@ -8,18 +8,7 @@ cd "$(dirname "$0")/.."
 N=${1:-34}
 export GERBANG_LAB=${GERBANG_LAB:-bench-up}
 
-sites=$(.venv/bin/python - "$N" <<'PY'
-import sys, yaml
-inv = yaml.safe_load(open("inventory/lab/hosts.yml"))
-def walk(group):
-    for host, facts in ((group or {}).get("hosts") or {}).items():
-        if facts and "gerbang_site_id" in facts:
-            yield facts["gerbang_site_id"], host
-    for child in ((group or {}).get("children") or {}).values():
-        yield from walk(child)
-print(",".join(host for _, host in sorted(set(walk(inv["all"])))[: int(sys.argv[1])]))
-PY
-)
+sites=$(.venv/bin/python bench/sites.py "$N")
 available_kib() { awk '/^MemAvailable:/ {print $2}' /proc/meminfo; }
 lab_containers() { podman ps -q --filter "label=gerbang-lab=$GERBANG_LAB"; }
 

@@ -9,18 +9,7 @@ cd "$(dirname "$0")/.."
 N=${1:-34}
 export GERBANG_LAB=${GERBANG_LAB:-bench-roll} PATH="$PWD/.venv/bin:$PATH" ANSIBLE_NOCOLOR=1
 
-sites=$(python3 - "$N" <<'PY'
-import sys, yaml
-inv = yaml.safe_load(open("inventory/lab/hosts.yml"))
-def walk(group):
-    for host, facts in ((group or {}).get("hosts") or {}).items():
-        if facts and "gerbang_site_id" in facts:
-            yield facts["gerbang_site_id"], host
-    for child in ((group or {}).get("children") or {}).values():
-        yield from walk(child)
-print(",".join(host for _, host in sorted(set(walk(inv["all"])))[: int(sys.argv[1])]))
-PY
-)
+sites=$(.venv/bin/python bench/sites.py "$N")
 cleanup() { bash scripts/lab/lab-down.sh >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 cleanup
