@@ -30,7 +30,7 @@ run() {  # run <label>: one timed site.yml over the lab's sites
   printf '%-10s %3d sites  wall %7.1f s  controller CPU %7.1f s  changed tasks %3d  load %s\n' \
     "$1" "$N" "$wall" "$(awk "BEGIN {print $user + $sys}")" "$changed" "$(cut -d' ' -f1 /proc/loadavg)"
 }
-echo "cores: $(nproc); ansible: $(ansible --version | head -n 1)"
+echo "cores: $(nproc); $(ansible --version | sed -n 1p)"
 run fresh
 run no-change
 rm -f "$log"
