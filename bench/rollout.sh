@@ -17,9 +17,8 @@ bash scripts/lab/lab-up.sh --sites "$sites" >/dev/null
 
 log=$(mktemp)
 run() {  # run <label>: one timed site.yml over the lab's sites
-  local times
-  times=$( { /usr/bin/time -f '%e %U %S' ansible-playbook site.yml --limit "$sites" >"$log" 2>&1; } 2>&1 | tail -n 1)
-  read -r wall user sys <<<"$times"
+  /usr/bin/time -o "$log.time" -f '%e %U %S' ansible-playbook site.yml --limit "$sites" >"$log" 2>&1 || true
+  read -r wall user sys <"$log.time"
   local changed
   changed=$(awk '/ changed=/ {split($4, a, "="); s += a[2]} END {print s + 0}' "$log")
   if grep -qE 'failed=[1-9]|unreachable=[1-9]' "$log"; then
@@ -33,4 +32,4 @@ run() {  # run <label>: one timed site.yml over the lab's sites
 echo "cores: $(nproc); $(ansible --version | sed -n 1p)"
 run fresh
 run no-change
-rm -f "$log"
+rm -f "$log" "$log.time"
