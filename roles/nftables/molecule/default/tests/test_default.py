@@ -30,6 +30,15 @@ UDP_PROBE = ("import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRA
 RECV_PROBE = ("import socket,sys\ntry:\n s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=3); "
               "print(s.recv(100).decode().strip())\nexcept OSError as e: print('closed', type(e).__name__)")
 WEEK_MINUTES = 7 * 24 * 60
+# Three gratuitous ARP requests and three unsolicited replies from eth0 claiming argv[1] (with
+# eth0's own MAC), addressed to the gateway argv[2] / broadcast: what a PC sends on an address change.
+GRATUITOUS_ARP = (
+    "import socket,sys,time\n"
+    "ip,gw=(socket.inet_aton(a) for a in sys.argv[1:3])\n"
+    "mac=bytes.fromhex(open('/sys/class/net/eth0/address').read().strip().replace(':',''))\n"
+    "s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW); s.bind(('eth0',0))\n"
+    "for op,tha,tpa in ((1,b'\\0'*6,ip),(2,b'\\xff'*6,gw))*3:\n"
+    " s.send(b'\\xff'*6+mac+b'\\x08\\x06'+b'\\0\\x01\\x08\\0\\x06\\x04'+op.to_bytes(2,'big')+mac+ip+tha+tpa+b'\\0'*18); time.sleep(0.1)\n")
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +82,9 @@ def site_port(name: str) -> int:
     return int(services["gerbang_ports"][name])
 
 
-def counter(name: str) -> tuple[int, int]:
-    """(packets, bytes) of a named counter of table inet gerbang (the JSON form: comments may say "packets")."""
-    out = L.on_gateway(SITE, "nft", "-j", "list", "counter", "inet", "gerbang", name).stdout
+def counter(name: str, family: str = "inet") -> tuple[int, int]:
+    """(packets, bytes) of a named counter of table <family> gerbang (the JSON form: comments may say "packets")."""
+    out = L.on_gateway(SITE, "nft", "-j", "list", "counter", family, "gerbang", name).stdout
     [found] = [item["counter"] for item in json.loads(out)["nftables"] if "counter" in item]
     assert found["name"] == name, found
     return int(found["packets"]), int(found["bytes"])
@@ -136,9 +145,8 @@ def test_unregistered_device_with_a_hand_set_address_is_dropped(site):
 def test_registered_mac_with_a_colleagues_address_is_dropped(site):
     """Address and MAC are registered as a pair: a borrowed (or forged) address does not pass.
 
-    The colleague is a registered device with no lab client (offline): borrowing the address of
-    a device that is online would also re-point the gateway's ARP entry for it to the borrower
-    for several seconds (ARP is not filtered by table inet gerbang), breaking the tests after this.
+    The colleague here is a registered device with no lab client (offline); the next test
+    borrows the address of a colleague who is online.
     """
     devices = L.registered_clients(SITE)
     ns = devices[1]["ns"]
@@ -152,6 +160,60 @@ def test_registered_mac_with_a_colleagues_address_is_dropped(site):
     finally:
         L.release(ns)
         L.on_gateway(SITE, "ip", "neigh", "flush", "to", colleague["ip"], "dev", site["lan"]["interface"])
+
+
+def neighbour_mac(site: dict, ip: str) -> str | None:
+    """The MAC of the gateway's neighbour entry for ip on the LAN (None: no entry)."""
+    out = L.on_gateway(SITE, "ip", "-j", "neigh", "show", "to", ip, "dev", site["lan"]["interface"]).stdout
+    entries = [e for e in json.loads(out or "[]") if e.get("lladdr")]
+    return entries[0]["lladdr"].lower() if entries else None
+
+
+def test_borrowing_an_online_colleagues_address_does_not_take_the_colleague_offline(site):
+    """ARP spoofing: a device that configures a colleague's address announces it (gratuitous
+    ARP, as every OS does on an address change) and asks for the gateway from it. Table
+    `arp gerbang` drops ARP claiming a registered address from another MAC, so the gateway's
+    neighbour entry keeps the colleague's MAC and the colleague keeps working."""
+    victim, borrower = L.registered_clients(SITE)[:2]
+    [(victim_ns, victim_ip)] = L.clients(SITE, 1)
+    assert victim_ip == victim["expected_ip"]
+    victim_mac = L.in_ns(victim_ns, "cat", "/sys/class/net/eth0/address").stdout.strip().lower()
+    gateway, lan_if = site["lan"]["address"], site["lan"]["interface"]
+    allowed = site["govapp_domains"][0]
+    assert L.in_ns(victim_ns, "ping", "-c", "1", "-W", "2", gateway).returncode == 0
+    assert neighbour_mac(site, victim_ip) == victim_mac
+    before = counter("spoof_dropped", "arp")[0]
+    L.set_static(borrower["ns"], victim_ip, site["lan"]["prefixlen"], gateway)
+    try:
+        # Gratuitous ARP (request and reply) claiming the colleague's address, then traffic.
+        forged = L.in_ns(borrower["ns"], "python3", "-c", GRATUITOUS_ARP, victim_ip, gateway)
+        assert forged.returncode == 0, forged.stderr
+        L.in_ns(borrower["ns"], "ping", "-c", "3", "-i", "0.3", "-W", "1", gateway)
+        failures, deadline = [], time.monotonic() + 10
+        while time.monotonic() < deadline:
+            mac = neighbour_mac(site, victim_ip)
+            answer = L.dig(victim_ns, gateway, allowed)
+            ping = L.in_ns(victim_ns, "ping", "-c", "1", "-W", "1", L.upstream()[1]).returncode
+            if mac != victim_mac or not answer or ping != 0:
+                failures.append((round(deadline - time.monotonic(), 1), mac, answer, ping))
+            time.sleep(0.5)
+        assert failures == [], f"colleague {victim_ip} ({victim_mac}) disturbed: {failures}"
+        assert counter("spoof_dropped", "arp")[0] >= before + 6, "the forged ARP was dropped and counted"
+    finally:
+        L.release(borrower["ns"])
+        L.dhcp(borrower["ns"])
+
+
+def test_arp_table_is_ours_and_replaced_with_inet_gerbang(host, site):
+    tables = host.run("nft list tables").stdout
+    assert "table arp gerbang" in tables
+    ruleset = host.run("nft list table arp gerbang").stdout
+    for device in site["devices"]:
+        assert f"{device['ip']} . {device['mac']}" in ruleset, device["name"]
+    # A reload replaces both tables and keeps the other role's.
+    assert host.run("systemctl reload gerbang-nftables").rc == 0
+    tables = host.run("nft list tables").stdout
+    assert "table arp gerbang" in tables and "table inet other_role" in tables
 
 
 def test_dns_to_any_server_is_answered_by_the_gateway(client, site):

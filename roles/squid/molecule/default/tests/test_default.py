@@ -141,6 +141,21 @@ def test_nothing_is_bumped_so_no_certificate_helper_runs(host):
     assert "sslcrtd_program" not in host.file("/etc/squid/squid.conf").content_string
 
 
+def test_each_registered_device_marks_its_outgoing_connections(host, lab):
+    """Uploads through the proxy leave from the gateway: Squid marks each device's connections
+    (mark 0x47420000 + host index) so the nftables role can put them in the device's class."""
+    conf = host.file("/etc/squid/squid.conf").content_string
+    marks = dict(re.findall(r"^tcp_outgoing_mark (0x[0-9a-f]{8}) gerbang_dev_(\d+)$", conf, re.M))
+    devices = lab["site"]["devices"]
+    assert sorted(marks) == sorted(f"{0x47420000 + d['host_index']:#010x}" for d in devices)
+    for device in devices:
+        assert marks[f"{0x47420000 + device['host_index']:#010x}"] == str(device["host_index"]), device["name"]
+        assert f"acl gerbang_dev_{device['host_index']} src {device['ip']}\n" in conf
+    # Squid keeps CAP_NET_ADMIN for its kids (SO_MARK), as it does for interception.
+    status = host.run("cat /proc/$(pgrep -u proxy -x squid | head -1)/status").stdout
+    assert int(re.search(r"CapEff:\s+([0-9a-f]+)", status).group(1), 16) & (1 << 12), status
+
+
 def test_logrotate_config_is_valid(host):
     assert host.run("logrotate -d /etc/logrotate.d/squid").rc == 0
 
