@@ -107,7 +107,7 @@ EXAMPLES = r"""
     packages: [dnsmasq]
     files:
       - path: /etc/dnsmasq.d/gerbang.conf
-        content: "{{ lookup('ansible.builtin.template', 'gerbang.conf.j2') }}"
+        content: "{{ lookup('gerbang_template', 'gerbang.conf.j2') }}"
     validate: dnsmasq --test --conf-file=/etc/dnsmasq.conf --conf-dir=/etc/dnsmasq.d,.dpkg-dist,.dpkg-old,.dpkg-new
     service: dnsmasq
     on_change: restart
