@@ -10,7 +10,7 @@ bash scripts/bootstrap.sh
 bash scripts/lab/setup-host.sh
 bash scripts/lab/build-image.sh
 start=$SECONDS
-bash scripts/lab/lab-up.sh "${@:-}"
+bash scripts/lab/lab-up.sh "$@"
 echo "lab up in $((SECONDS - start)) s"
 start=$SECONDS
 ansible-playbook site.yml
