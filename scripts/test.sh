@@ -2,7 +2,8 @@
 # The project's whole test run (README command 2; CI runs it through .ci/run):
 #   set-up (venv, host fixes, gateway image) → lint → production validation (no host contacted)
 #   → unit tests → Molecule scenarios → a lab of a few sites rolled out with site.yml, twice
-#   (the second run must change nothing) → lab behaviour tests. Leaves nothing running.
+#   (the second run must change nothing) → lab behaviour tests → README command 1 (the whole
+#   city: 34 gateways, rollout, printed check). Leaves nothing running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1
@@ -51,4 +52,8 @@ fi
 
 step "lab behaviour tests"
 GERBANG_LAB_REQUIRED=1 GERBANG_LAB_SITES="$LAB_SITES" pytest -q -p no:cacheprovider tests/lab
+
+step "README command 1: the whole city (34 gateways), rollout and printed check"
+cleanup
+bash scripts/city.sh
 step "done"
