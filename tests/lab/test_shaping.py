@@ -43,14 +43,18 @@ def flows(site, count, download=True, server=None):
     return [measure.Flow(ns, ip, up_ns, up_ip, download) for ns, ip in labtools.clients(site, count)]
 
 
-def goodput(flow_list, expected):
-    """One flow's goodput; measured again once when it fell short. On a busy 2-core machine CPU
-    contention can only lower a run, never lift it above the class rate: the retry separates
-    that noise from a shaping error (an overshoot, or a tree that is really too slow, still fails)."""
-    first = measure.run_flows(flow_list, seconds=5)[0]
-    if first >= expected * (1 - TOLERANCE):
-        return first
-    return max(first, measure.run_flows(flow_list, seconds=5)[0])
+def goodput(flow_list, expected, attempts=3):
+    """One flow's goodput (TCP slow start omitted); measured again, up to `attempts` runs, while
+    it falls short. On a busy 2-core machine CPU contention can only lower a run, never lift it
+    above the class rate: the retries separate that noise from a shaping error (an overshoot
+    fails at once; a tree that is really too slow fails every run). A CI run once measured 90.0
+    of 95.6 Mbit/s twice in a row on rsud's upload."""
+    best = 0.0
+    for _ in range(attempts):
+        best = max(best, measure.run_flows(flow_list, seconds=5, omit=1)[0])
+        if best >= expected * (1 - TOLERANCE):
+            break
+    return best
 
 
 def assert_close(measured, expected):
