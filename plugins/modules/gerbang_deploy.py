@@ -97,6 +97,21 @@ options:
     type: list
     elements: str
     default: []
+  ledger:
+    description:
+      - Name of the deployment record written after a successful run (C(/var/lib/gerbang/deployed/NAME.json)):
+        each file's sha256, mode and owner, the absent paths, packages and service. M(gerbang_state) checks it
+        for the rollout's no-change fast path. Bookkeeping only; never reported as a change.
+    type: str
+  watch:
+    description: Paths managed by other tasks (large copies) whose size and mtime go into the ledger.
+    type: list
+    elements: path
+    default: []
+  ledger_dir:
+    description: Folder of the ledgers (M(gerbang_state) O(state_dir)/deployed).
+    type: path
+    default: /var/lib/gerbang/deployed
 author:
   - Gerbang Kota contributors
 """
@@ -131,6 +146,8 @@ service_action:
 """
 
 import grp
+import hashlib
+import json
 import os
 import pwd
 import stat
@@ -210,6 +227,26 @@ def _systemctl(module, *args):
     return module.run_command(["systemctl"] + list(args))
 
 
+def _write_ledger(params, ledger_dir):
+    """Record what this run left in place (only rewritten when it differs)."""
+    files = []
+    for item in params["files"]:
+        st = os.stat(item["path"])
+        files.append(dict(path=item["path"], sha256=hashlib.sha256(item["content"].encode("utf-8")).hexdigest(),
+                          mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid))
+    watch = []
+    for path in params["watch"]:
+        if os.path.exists(path):
+            st = os.stat(path)
+            watch.append(dict(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns))
+    record = dict(files=files, absent=params["absent"], watch=watch, packages=params["packages"],
+                  service=params["service"], enabled=params["enabled"])
+    content = (json.dumps(record, sort_keys=True, indent=1) + "\n").encode("utf-8")
+    path = os.path.join(ledger_dir, params["ledger"] + ".json")
+    if _read(path) != content:
+        _write_atomic(path, content, 0o644, 0, 0)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -229,6 +266,9 @@ def main():
             restart_on=dict(type="list", elements="path", default=[]),
             force_restart=dict(type="bool", default=False),
             commands_on_change=dict(type="list", elements="str", default=[]),
+            ledger=dict(type="str"),
+            watch=dict(type="list", elements="path", default=[]),
+            ledger_dir=dict(type="path", default="/var/lib/gerbang/deployed"),
         ),
         supports_check_mode=True,
     )
@@ -355,6 +395,9 @@ def main():
     if files_changed or missing:
         for command in params["commands_on_change"]:
             module.run_command(command, use_unsafe_shell=True, check_rc=True)
+
+    if params["ledger"]:
+        _write_ledger(params, params["ledger_dir"])
 
     if diffs:
         result["diff"] = diffs
