@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The project's whole test run (README command 2; CI runs it through .ci/run):
 #   set-up (venv, host fixes, gateway image) → lint → production validation (no host contacted)
-#   → unit tests → Molecule scenarios → a lab of a few sites rolled out with site.yml, twice
-#   (the second run must change nothing) → lab behaviour tests → README command 1 (the whole
-#   city: 34 gateways, rollout, printed check). Leaves nothing running.
+#   → unit tests → Molecule scenarios → a lab of a few sites rolled out with site.yml, then again
+#   by the no-change fast path and with every role (neither may change anything) → lab behaviour
+#   tests → README command 1 (the whole city: 34 gateways, rollout, printed check). Leaves nothing running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1
@@ -43,12 +43,17 @@ cleanup
 bash scripts/lab/lab-up.sh --sites "$LAB_SITES"
 ansible-playbook site.yml --limit "$LAB_SITES"
 
-step "second rollout: must change nothing"
-ansible-playbook site.yml --limit "$LAB_SITES" | tee /tmp/gerbang-rerun.log | tail -n 12
-if grep -E "changed=[1-9]|failed=[1-9]|unreachable=[1-9]" /tmp/gerbang-rerun.log; then
-  echo "a no-change rollout changed something (above)" >&2
-  exit 1
-fi
+# Second run: the no-change fast path (every gateway in sync, no role runs). Third run: every
+# role on every gateway (gerbang_full_run), which must find nothing to change either.
+for mode in fast-path full; do
+  step "rollout again ($mode): must change nothing"
+  extra=(); [ "$mode" = full ] && extra=(-e gerbang_full_run=true)
+  ansible-playbook site.yml --limit "$LAB_SITES" "${extra[@]}" | tee /tmp/gerbang-rerun.log | tail -n 12
+  if grep -E "changed=[1-9]|failed=[1-9]|unreachable=[1-9]" /tmp/gerbang-rerun.log; then
+    echo "a no-change rollout ($mode) changed something (above)" >&2
+    exit 1
+  fi
+done
 
 step "lab behaviour tests"
 GERBANG_LAB_REQUIRED=1 GERBANG_LAB_SITES="$LAB_SITES" pytest -q -p no:cacheprovider tests/lab

@@ -3,7 +3,8 @@
 A gateway is in sync when everything its roles render from is what it was at the last complete
 rollout (the stamp on the gateway) and what was deployed then is still in place (the ledgers
 gerbang_deploy writes). The inputs are: the site's compiled policy, the role variables of the
-host (``nftables_*``, ``dnsmasq_*`` …: defaults overridden in group_vars, host_vars or -e), the
+host (``nftables_*``, ``dnsmasq_*`` …: defaults overridden in group_vars, host_vars or -e; and
+``gerbang_*``: the site facts and policy layers), the
 TRUST+ source files the policy names, and the code that renders them (roles, plugins,
 playbooks, lib; Ansible's and Jinja's versions). tests/unit/test_rollout.py checks that the
 roles' templates read nothing else.
@@ -16,8 +17,11 @@ import json
 import os
 from pathlib import Path
 
-# Prefixes of the variables the gateway roles read (their defaults, overridable per layer).
-ROLE_PREFIXES = ("nftables_", "dnsmasq_", "squid_", "shaping_", "monitoring_agent_")
+# Prefixes of the variables the gateway roles read: their own (defaults, overridable per layer)
+# and the city's (gerbang_ports, the site facts; the policy layers the compiler merges).
+ROLE_PREFIXES = ("nftables_", "dnsmasq_", "squid_", "shaping_", "monitoring_agent_", "gerbang_")
+# The whole compiled city (the site's part goes in on its own) and the run option.
+NOT_INPUTS = ("gerbang_city", "gerbang_full_run")
 # What the roles render from, relative to the repository root (tests are left out).
 CODE_PATHS = ("roles", "plugins", "playbooks", "lib/gerbang_kota", "site.yml", "ansible.cfg")
 _SKIPPED_DIRS = {"molecule", "tests", "__pycache__"}
@@ -39,7 +43,8 @@ def code_digest(root: Path, versions: dict[str, str]) -> str:
 
 def role_variables(host_variables) -> dict:
     """The host's variables that the gateway roles read (by prefix)."""
-    return {key: host_variables[key] for key in sorted(host_variables) if key.startswith(ROLE_PREFIXES)}
+    return {key: host_variables[key] for key in sorted(host_variables)
+            if key.startswith(ROLE_PREFIXES) and key not in NOT_INPUTS}
 
 
 def _source_stat(site: dict) -> list | None:

@@ -99,7 +99,7 @@ options:
     default: []
   ledger:
     description:
-      - Name of the deployment record written after a successful run (C(/var/lib/gerbang/deployed/NAME.json)):
+      - Name of the deployment record written after a successful run (O(ledger_dir)/NAME.json), with
         each file's sha256, mode and owner, the absent paths, packages and service. M(gerbang_state) checks it
         for the rollout's no-change fast path. Bookkeeping only; never reported as a change.
     type: str
