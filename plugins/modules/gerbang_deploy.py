@@ -24,7 +24,8 @@ description:
     file is restored to its previous content (or removed if it did not exist) and the task fails with the
     validator's output. No service is touched with an invalid configuration.
   - Ensures the service is enabled and running, and reloads (or restarts, or runs a command) only when
-    something changed.
+    something changed, or when the kernel state the service loads (O(live_state)) is no longer what the last run
+    left.
 options:
   packages:
     description: Debian packages that must be installed; apt-get runs only for missing ones.
@@ -108,6 +109,13 @@ options:
     type: list
     elements: path
     default: []
+  live_state:
+    description:
+      - Shell command printing the kernel state the O(service) loads, without counters or elements others add
+        (e.g. C(nft -s -t list table inet NAME)). Its fingerprint after the run goes into the ledger; when a later
+        run (or M(gerbang_state)) reads another one, the state was changed behind the service's back (C(nft flush
+        ruleset), C(tc qdisc del)) and O(on_change) is done again, as if a file had changed. Needs O(ledger).
+    type: str
   ledger_dir:
     description: Folder of the ledgers (M(gerbang_state) O(state_dir)/deployed).
     type: path
@@ -143,6 +151,10 @@ service_action:
   description: What was done to the service (none, started, reloaded, restarted, command).
   returned: always
   type: str
+live_state_drifted:
+  description: Whether O(live_state) read differently from what the last run recorded (and was re-applied).
+  returned: always
+  type: bool
 """
 
 import grp
@@ -151,9 +163,9 @@ import json
 import os
 import pwd
 import stat
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.gerbang_host import ENABLED_STATES, installed_packages, live_state_sha256, write_atomic
 
 
 def _read(path):
@@ -178,36 +190,8 @@ def _file_state_differs(path, content, mode, uid, gid):
     return current != content, meta
 
 
-def _write_atomic(path, content, mode, uid, gid, final_path=None):
-    """Write content to path via a temp file in the same directory; return the path written."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".gerbang-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.chown(tmp, uid, gid)
-        os.chmod(tmp, mode)
-        if final_path is None:
-            os.replace(tmp, path)
-            return path
-        return tmp
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _missing_packages(module, packages):
-    if not packages:
-        return []
-    rc, out, _err = module.run_command(
-        ["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\\n"] + list(packages))
-    installed = set()
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[1].startswith("ii"):
-            installed.add(parts[0].split(":")[0])
+    installed = installed_packages(module, packages)
     return [p for p in packages if p not in installed]
 
 
@@ -227,7 +211,20 @@ def _systemctl(module, *args):
     return module.run_command(["systemctl"] + list(args))
 
 
-def _write_ledger(params, ledger_dir):
+def _ledger_path(params):
+    return os.path.join(params["ledger_dir"], params["ledger"] + ".json")
+
+
+def _recorded_live_state(params):
+    """The fingerprint the last run recorded for this same O(live_state) command, if any."""
+    raw = _read(_ledger_path(params)) if params["ledger"] else None
+    live = json.loads(raw).get("live_state") if raw else None
+    if live and live.get("command") == params["live_state"]:
+        return live.get("sha256")
+    return None
+
+
+def _write_ledger(module, params):
     """Record what this run left in place (only rewritten when it differs)."""
     files = []
     for item in params["files"]:
@@ -241,10 +238,13 @@ def _write_ledger(params, ledger_dir):
             watch.append(dict(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns))
     record = dict(files=files, absent=params["absent"], watch=watch, packages=params["packages"],
                   service=params["service"], enabled=params["enabled"])
+    if params["live_state"]:
+        record["live_state"] = dict(command=params["live_state"],
+                                    sha256=live_state_sha256(module, params["live_state"]))
     content = (json.dumps(record, sort_keys=True, indent=1) + "\n").encode("utf-8")
-    path = os.path.join(ledger_dir, params["ledger"] + ".json")
+    path = _ledger_path(params)
     if _read(path) != content:
-        _write_atomic(path, content, 0o644, 0, 0)
+        write_atomic(path, content, 0o644, 0, 0)
 
 
 def main():
@@ -269,11 +269,14 @@ def main():
             ledger=dict(type="str"),
             watch=dict(type="list", elements="path", default=[]),
             ledger_dir=dict(type="path", default="/var/lib/gerbang/deployed"),
+            live_state=dict(type="str"),
         ),
+        required_by=dict(live_state="ledger"),
         supports_check_mode=True,
     )
     params = module.params
-    result = dict(changed=False, changed_files=[], packages_installed=[], service_action="none")
+    result = dict(changed=False, changed_files=[], packages_installed=[], service_action="none",
+                  live_state_drifted=False)
     diffs = []
 
     missing = _missing_packages(module, params["packages"])
@@ -315,6 +318,12 @@ def main():
     result["changed_files"] = [w[0] for w in wanted] + to_remove
     if files_changed:
         result["changed"] = True
+    # Nothing to write, yet the kernel may no longer hold what the service loaded: re-apply then.
+    elif params["live_state"] and not missing:
+        recorded = _recorded_live_state(params)
+        if recorded and live_state_sha256(module, params["live_state"]) != recorded:
+            result["changed"] = result["live_state_drifted"] = True
+    reapply = files_changed or bool(missing) or result["live_state_drifted"]
 
     if module.check_mode:
         if diffs:
@@ -331,9 +340,9 @@ def main():
             for path, content, mode, uid, gid, _content_differs in wanted:
                 backups[path] = (_read(path), os.stat(path) if os.path.exists(path) else None)
                 if path == first_path:
-                    staged_tmp = _write_atomic(path, content, mode, uid, gid, final_path=path)
+                    staged_tmp = write_atomic(path, content, mode, uid, gid, final_path=path)
                 else:
-                    _write_atomic(path, content, mode, uid, gid)
+                    write_atomic(path, content, mode, uid, gid)
             for path in to_remove:
                 backups[path] = (_read(path), os.stat(path))
                 os.unlink(path)
@@ -356,7 +365,7 @@ def main():
                     if os.path.exists(path):
                         os.unlink(path)
                 else:
-                    _write_atomic(path, old, stat.S_IMODE(old_stat.st_mode), old_stat.st_uid, old_stat.st_gid)
+                    write_atomic(path, old, stat.S_IMODE(old_stat.st_mode), old_stat.st_uid, old_stat.st_gid)
             module.fail_json(msg="%s; all files were rolled back, nothing was reloaded" % exc,
                              changed_files=result["changed_files"])
 
@@ -367,7 +376,7 @@ def main():
     if service:
         if params["enabled"]:
             rc, out, _ = _systemctl(module, "is-enabled", service)
-            if out.strip() not in ("enabled", "static", "alias", "indirect", "generated"):
+            if out.strip() not in ENABLED_STATES:
                 _systemctl(module, "enable", service)
                 result["changed"] = True
         rc, _, _ = _systemctl(module, "is-active", "--quiet", service)
@@ -378,7 +387,7 @@ def main():
                 module.fail_json(msg="could not start %s" % service, stderr=err, journal=journal)
             result["service_action"] = "started"
             result["changed"] = True
-        elif files_changed or missing or params["force_restart"]:
+        elif reapply or params["force_restart"]:
             action = "restart" if params["force_restart"] else params["on_change"]
             if action == "reload" and set(params["restart_on"]) & set(result["changed_files"]):
                 action = "restart"
@@ -392,12 +401,12 @@ def main():
                 module.run_command(action, use_unsafe_shell=True, check_rc=True)
                 result["service_action"] = "command"
 
-    if files_changed or missing:
+    if reapply:
         for command in params["commands_on_change"]:
             module.run_command(command, use_unsafe_shell=True, check_rc=True)
 
     if params["ledger"]:
-        _write_ledger(params, params["ledger_dir"])
+        _write_ledger(module, params)
 
     if diffs:
         result["diff"] = diffs

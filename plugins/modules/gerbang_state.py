@@ -18,7 +18,8 @@ short_description: Compare a gateway with the stamp of its last complete rollout
 description:
   - Without O(record), reports RV(in_sync) true only when the stamp's digest equals O(digest) and every ledger the
     stamp names is unchanged and still true on the host (file contents, modes and owners; absent paths; watched
-    files' size and mtime; packages installed; services enabled and active). When not in sync the stamp is removed
+    files' size and mtime; packages installed; services enabled and active; the fingerprint of the live kernel
+    state, for ledgers that record one). When not in sync the stamp is removed
     (not in check mode), so a rollout that stops half-way never looks complete.
   - With O(record), writes the stamp (O(digest) and the sha256 of every ledger present).
   - Never reports a change: the stamp is bookkeeping, not configuration.
@@ -65,6 +66,7 @@ import os
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.gerbang_host import ENABLED_STATES, installed_packages, live_state_sha256, write_atomic
 
 
 def _sha256(path):
@@ -115,12 +117,8 @@ def _file_reasons(name, ledger):
 def _system_reasons(module, ledgers):
     reasons = []
     packages = sorted({p for ledger in ledgers.values() for p in ledger.get("packages", [])})
-    if packages:
-        _rc, out, _err = module.run_command(
-            ["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\\n"] + packages)
-        installed = {line.split()[0].split(":")[0] for line in out.splitlines()
-                     if len(line.split()) >= 2 and line.split()[1].startswith("ii")}
-        reasons += ["package %s is not installed" % p for p in packages if p not in installed]
+    installed = installed_packages(module, packages)
+    reasons += ["package %s is not installed" % p for p in packages if p not in installed]
     services = [ledger["service"] for ledger in ledgers.values() if ledger.get("service")]
     enabled = [ledger["service"] for ledger in ledgers.values() if ledger.get("service") and ledger.get("enabled")]
     if services:
@@ -132,7 +130,11 @@ def _system_reasons(module, ledgers):
         _rc, out, _err = module.run_command(["systemctl", "is-enabled"] + enabled)
         states = out.split()
         reasons += ["service %s is not enabled" % s for i, s in enumerate(enabled)
-                    if i >= len(states) or states[i] not in ("enabled", "static", "alias", "indirect", "generated")]
+                    if i >= len(states) or states[i] not in ENABLED_STATES]
+    for name, ledger in sorted(ledgers.items()):
+        live = ledger.get("live_state")
+        if live and live_state_sha256(module, live["command"]) != live["sha256"]:
+            reasons.append("%s: the live kernel state is not what was applied (changed by hand?)" % name)
     return reasons
 
 
@@ -152,12 +154,8 @@ def main():
 
     if params["record"]:
         if not module.check_mode:
-            os.makedirs(params["state_dir"], mode=0o755, exist_ok=True)
-            tmp = stamp_path + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as handle:
-                json.dump({"digest": params["digest"],
-                           "ledgers": {name: sha for name, (sha, _ledger) in ledgers.items()}}, handle, sort_keys=True)
-            os.replace(tmp, stamp_path)
+            stamp = {"digest": params["digest"], "ledgers": {name: sha for name, (sha, _ledger) in ledgers.items()}}
+            write_atomic(stamp_path, json.dumps(stamp, sort_keys=True).encode("utf-8"), 0o644, 0, 0)
         module.exit_json(changed=False, in_sync=True, reasons=[], digest=params["digest"])
 
     reasons = []

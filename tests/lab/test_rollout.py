@@ -1,6 +1,7 @@
 """The no-change fast path of playbooks/gateways.yml in the lab: gateways in sync skip the roles,
-and anything that drifted — a file edited by hand, a stopped service, a policy change — takes
-that gateway (and only that one) through the full roles, which put it right."""
+and anything that drifted — a file edited by hand, a stopped service, kernel rules or shaping
+removed by hand, a policy change — takes that gateway (and only that one) through the full
+roles, which put it right."""
 
 from __future__ import annotations
 
@@ -65,6 +66,24 @@ def test_drift_on_a_gateway_is_repaired_on_that_gateway_only():
     assert sorted(result["roles"]) == sorted([edited, stopped])
     assert labtools.on_gateway(edited, "sha256sum", EXPORTER_DEFAULTS).stdout.split()[0] == before
     assert labtools.on_gateway(stopped, "systemctl", "is-active", "prometheus-node-exporter").stdout.strip() == "active"
+    assert rollout()["roles"] == {}
+
+
+def test_kernel_state_removed_by_hand_is_put_back_on_that_gateway_only():
+    flushed, unshaped = gateways()[0], gateways()[1]
+    lan = labtools.compiled_site(unshaped)["lan"]["interface"]
+    labtools.on_gateway(flushed, "nft", "flush", "ruleset")
+    labtools.on_gateway(unshaped, "tc", "qdisc", "del", "dev", lan, "root")
+    result = rollout()
+    not_in_sync = {h: r["reasons"] for h, r in result["state"].items() if not r["in_sync"]}
+    assert not_in_sync == {
+        flushed: ["nftables: the live kernel state is not what was applied (changed by hand?)"],
+        unshaped: ["shaping: the live kernel state is not what was applied (changed by hand?)"]}, not_in_sync
+    assert [n.split(" :")[0] for n in result["roles"][flushed]] == ["nftables"], result["roles"]
+    assert [n.split(" :")[0] for n in result["roles"][unshaped]] == ["shaping"], result["roles"]
+    assert labtools.on_gateway(flushed, "nft", "list", "table", "inet", "gerbang").returncode == 0
+    assert labtools.on_gateway(flushed, "nft", "list", "table", "arp", "gerbang").returncode == 0
+    assert "qdisc htb 1: root" in labtools.on_gateway(unshaped, "tc", "qdisc", "show", "dev", lan).stdout
     assert rollout()["roles"] == {}
 
 

@@ -1,20 +1,12 @@
 """Behaviour of the gerbang_deploy module, run for real as Ansible runs it (args file)."""
-import json
 import os
-import subprocess
-import sys
 
 import pytest
-
-MODULE = os.path.join(os.path.dirname(__file__), "..", "..", "plugins", "modules", "gerbang_deploy.py")
+from modulerun import run_module
 
 
 def run(tmp_path, check=False, diff=False, **args):
-    args_file = tmp_path / "args.json"
-    payload = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
-    proc = subprocess.run([sys.executable, MODULE, str(args_file)], capture_output=True, text=True, check=False)
-    return json.loads(proc.stdout)
+    return run_module("gerbang_deploy", tmp_path, check=check, diff=diff, **args)
 
 
 def test_first_run_writes_then_second_run_changes_nothing(tmp_path):

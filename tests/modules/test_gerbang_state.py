@@ -2,19 +2,12 @@
 run for real as Ansible runs modules (args file)."""
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-MODULES = Path(__file__).resolve().parents[2] / "plugins" / "modules"
+from modulerun import run_module
 
 
 def run(module, tmp_path, check=False, **args):
-    args_file = tmp_path / f"{module}-args.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check)}))
-    proc = subprocess.run([sys.executable, str(MODULES / f"{module}.py"), str(args_file)],
-                          capture_output=True, text=True, check=False)
-    return json.loads(proc.stdout)
+    return run_module(module, tmp_path, check=check, **args)
 
 
 def deploy(tmp_path, content="a=1\n", **extra):
@@ -99,3 +92,52 @@ def test_force_and_check_mode(tmp_path):
     forced = state(tmp_path, force=True)
     assert forced["in_sync"] is False and "full rollout" in forced["reasons"][0]
     assert not (tmp_path / "state/rollout.json").exists()
+
+
+def test_live_state_changed_behind_the_service_breaks_sync_and_is_reapplied(tmp_path):
+    # Stand-ins: `live` is the kernel state (a ruleset), `wanted` what the service loads into it.
+    live, wanted = tmp_path / "live", tmp_path / "wanted"
+    wanted.write_text("table inet gerbang { ... }\n")
+    extra = dict(live_state=f"cat {live}", commands_on_change=[f"cp {wanted} {live}"])
+    assert deploy(tmp_path, **extra)["changed"] is True and live.read_text() == wanted.read_text()
+    again = deploy(tmp_path, **extra)
+    assert again["changed"] is False and again["live_state_drifted"] is False
+    state(tmp_path, record=True)
+    assert state(tmp_path)["in_sync"] is True
+
+    live.write_text("")                                   # `nft flush ruleset` by hand
+    result = state(tmp_path)
+    assert result["in_sync"] is False and result["reasons"] == [
+        "app: the live kernel state is not what was applied (changed by hand?)"]
+    checked = deploy(tmp_path, check=True, **extra)
+    assert checked["changed"] is True and checked["live_state_drifted"] is True and live.read_text() == ""
+    repaired = deploy(tmp_path, **extra)
+    assert repaired["changed"] is True and repaired["live_state_drifted"] is True and repaired["changed_files"] == []
+    assert live.read_text() == wanted.read_text()
+    assert deploy(tmp_path, **extra)["changed"] is False
+    state(tmp_path, record=True)
+    assert state(tmp_path)["in_sync"] is True
+
+
+def test_live_state_gone_reads_differently_from_empty(tmp_path):
+    live = tmp_path / "live"
+    live.write_text("")
+    extra = dict(live_state=f"cat {live}")
+    deploy(tmp_path, **extra)
+    state(tmp_path, record=True)
+    live.unlink()                                         # the command now fails: the table is gone
+    assert state(tmp_path)["in_sync"] is False
+    assert deploy(tmp_path, **extra)["live_state_drifted"] is True
+
+
+def test_a_new_live_state_command_is_recorded_not_taken_for_drift(tmp_path):
+    live = tmp_path / "live"
+    live.write_text("v1\n")
+    deploy(tmp_path, live_state=f"cat {live}")
+    assert deploy(tmp_path, live_state=f"cat {live} {live}")["live_state_drifted"] is False
+    assert deploy(tmp_path, live_state=f"cat {live} {live}")["changed"] is False
+
+
+def test_live_state_needs_a_ledger(tmp_path):
+    result = run("gerbang_deploy", tmp_path, files=[], live_state="true")
+    assert result.get("failed") is True and "ledger" in result["msg"]

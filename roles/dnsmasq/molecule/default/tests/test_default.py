@@ -254,6 +254,7 @@ def test_a_broken_config_is_rolled_back_by_the_deploy(host):
     with tempfile.NamedTemporaryFile("w", prefix="gerbang-rollback-", suffix=".yml", delete=False) as handle:
         yaml.safe_dump(play, handle)
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LIBRARY=str(REPO / "plugins/modules"),
+               ANSIBLE_MODULE_UTILS=str(REPO / "plugins/module_utils"),
                ANSIBLE_NOCOLOR="1")
     try:
         result = subprocess.run(

@@ -119,6 +119,29 @@ def test_ruleset_is_loaded_by_its_own_unit_and_other_tables_survive(host):
     assert host.file("/proc/sys/net/ipv4/ip_forward").content_string.strip() == "1"
 
 
+def learnt_govapp_addresses() -> dict[str, int]:
+    """{address: seconds left} of the set dnsmasq fills from government-app answers."""
+    out = L.on_gateway(SITE, "nft", "-j", "list", "set", "inet", "gerbang", "govapp_v4").stdout
+    [learnt] = [item["set"] for item in json.loads(out)["nftables"] if "set" in item]
+    return {e["elem"]["val"]: e["elem"]["expires"] for e in learnt.get("elem", [])}
+
+
+def test_a_reload_keeps_the_addresses_dnsmasq_learnt(client, site):
+    # dnsmasq adds an address when it asks upstream, never when it answers from its cache: a
+    # reload that emptied the set would keep government apps out of their class for a whole TTL.
+    ns, _ip = client
+    assert L.on_gateway(SITE, "systemctl", "reload", "dnsmasq").returncode == 0  # empty cache: asks upstream
+    name = sorted(site["govapp_domains"])[0]
+    address = next(a for a in L.dig(ns, site["lan"]["address"], name) if a.replace(".", "").isdigit())
+    before = learnt_govapp_addresses()
+    assert address in before, (name, address, before)
+    assert L.on_gateway(SITE, "systemctl", "reload", "gerbang-nftables").returncode == 0
+    after = learnt_govapp_addresses()
+    assert address in after and 0 < after[address] <= before[address], (before, after)
+    assert address in L.dig(ns, site["lan"]["address"], name)  # from dnsmasq's cache: adds nothing
+    assert address in learnt_govapp_addresses()
+
+
 def test_registered_device_is_forwarded_and_counted(client, site):
     ns, ip = client
     device = next(d for d in site["devices"] if d["ip"] == ip)
