@@ -224,8 +224,9 @@ def _recorded_live_state(params):
     return None
 
 
-def _write_ledger(module, params):
-    """Record what this run left in place (only rewritten when it differs)."""
+def _write_ledger(module, params, live_sha256=None):
+    """Record what this run left in place (only rewritten when it differs); `live_sha256` is the
+    live state's fingerprint when this run already read it and applied nothing since."""
     files = []
     for item in params["files"]:
         st = os.stat(item["path"])
@@ -240,7 +241,7 @@ def _write_ledger(module, params):
                   service=params["service"], enabled=params["enabled"])
     if params["live_state"]:
         record["live_state"] = dict(command=params["live_state"],
-                                    sha256=live_state_sha256(module, params["live_state"]))
+                                    sha256=live_sha256 or live_state_sha256(module, params["live_state"]))
     content = (json.dumps(record, sort_keys=True, indent=1) + "\n").encode("utf-8")
     path = _ledger_path(params)
     if _read(path) != content:
@@ -319,9 +320,11 @@ def main():
     if files_changed:
         result["changed"] = True
     # Nothing to write, yet the kernel may no longer hold what the service loaded: re-apply then.
-    elif params["live_state"] and not missing:
+    live_now = None
+    if params["live_state"] and not files_changed and not missing:
         recorded = _recorded_live_state(params)
-        if recorded and live_state_sha256(module, params["live_state"]) != recorded:
+        live_now = live_state_sha256(module, params["live_state"]) if recorded else None
+        if live_now and live_now != recorded:
             result["changed"] = result["live_state_drifted"] = True
     reapply = files_changed or bool(missing) or result["live_state_drifted"]
 
@@ -406,7 +409,9 @@ def main():
             module.run_command(command, use_unsafe_shell=True, check_rc=True)
 
     if params["ledger"]:
-        _write_ledger(module, params)
+        # Read again after anything was (re)started: only an untouched unit's reading still holds.
+        untouched = not result["changed"] and not params["force_restart"]
+        _write_ledger(module, params, live_now if untouched else None)
 
     if diffs:
         result["diff"] = diffs
