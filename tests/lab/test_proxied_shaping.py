@@ -72,16 +72,25 @@ def upload_deltas(site: str, ns: str, url: str, address: str, body: Path) -> dic
     return {cls: after[cls] - before.get(cls, 0) for cls in after}
 
 
+def uploader(site: str) -> tuple[str, str]:
+    """(netns, HTB class id) of the site's first registered, leased client device."""
+    labtools.require_site(site)
+    [(ns, ip)] = labtools.clients(site, 1)
+    return ns, next(d["classid"] for d in labtools.compiled_site(site)["devices"] if d["ip"] == ip)
+
+
+def allowed_web() -> str:
+    """The lab internet's address for ALLOWED_NAME."""
+    internet = labtools.state()["internet"]
+    return internet["names"].get(ALLOWED_NAME, internet["public_web"])
+
+
 @pytest.mark.parametrize("scheme", ["http", "https"])
 @pytest.mark.parametrize("site", SITES)
 def test_proxied_upload_is_counted_in_the_devices_own_class(site, scheme, bodies):
     body, size = bodies[scheme], BODY_BYTES[scheme]
-    labtools.require_site(site)
-    compiled = labtools.compiled_site(site)
-    [(ns, ip)] = labtools.clients(site, 1)
-    classid = next(d["classid"] for d in compiled["devices"] if d["ip"] == ip)
-    web = labtools.state()["internet"]["names"].get(ALLOWED_NAME, labtools.state()["internet"]["public_web"])
-    deltas = upload_deltas(site, ns, f"{scheme}://{ALLOWED_NAME}/upload", web, body)
+    ns, classid = uploader(site)
+    deltas = upload_deltas(site, ns, f"{scheme}://{ALLOWED_NAME}/upload", allowed_web(), body)
     print(f"{site} {scheme}: sent {size} B; WAN egress {classid} +{deltas.get(classid, 0)} B, "
           f"{DEFAULT_CLASS} +{deltas.get(DEFAULT_CLASS, 0)} B, {GOVAPP_CLASS} +{deltas.get(GOVAPP_CLASS, 0)} B")
     # Layer-2 bytes: the body plus TCP/IP/Ethernet headers (~5 %) and the request/TLS overhead.
@@ -92,10 +101,8 @@ def test_proxied_upload_is_counted_in_the_devices_own_class(site, scheme, bodies
 @pytest.mark.parametrize("site", SITES)
 def test_proxied_government_app_upload_keeps_its_priority_class(site, bodies):
     body, size = bodies["https"], BODY_BYTES["https"]
-    labtools.require_site(site)
+    ns, classid = uploader(site)
     compiled = labtools.compiled_site(site)
-    [(ns, ip)] = labtools.clients(site, 1)
-    classid = next(d["classid"] for d in compiled["devices"] if d["ip"] == ip)
     _gov_ns, gov_ip = labtools.govapp_server()
     name = next(d for g in compiled["govapps"] if g["name"] == "simral" for d in g["domains"])
     deltas = upload_deltas(site, ns, f"https://{name}/upload", gov_ip, body)
@@ -109,14 +116,12 @@ def test_plain_http_upload_as_large_as_the_request_buffer_completes(tmp_path):
     """A body of the configured `client_request_buffer_max_size`, sent at LAN speed and drained
     at the device's upload ceiling, arrives whole (Squid 5.7 bug 5405 needs a buffer this size)."""
     site = SITES[0]
-    labtools.require_site(site)
+    ns, classid = uploader(site)
     conf = labtools.on_gateway(site, "cat", "/etc/squid/squid.conf").stdout
     [mb] = re.findall(r"^client_request_buffer_max_size (\d+) MB$", conf, re.M)
+    size = int(mb) * 1024 * 1024
     body = tmp_path / "buffer.bin"
-    body.write_bytes(b"b" * (int(mb) * 1024 * 1024))
-    [(ns, ip)] = labtools.clients(site, 1)
-    classid = next(d["classid"] for d in labtools.compiled_site(site)["devices"] if d["ip"] == ip)
-    web = labtools.state()["internet"]["names"].get(ALLOWED_NAME, labtools.state()["internet"]["public_web"])
-    deltas = upload_deltas(site, ns, f"http://{ALLOWED_NAME}/upload", web, body)
-    print(f"{site} http: sent {body.stat().st_size} B (the request buffer); WAN egress {classid} +{deltas.get(classid, 0)} B")
-    assert body.stat().st_size <= deltas.get(classid, 0) <= body.stat().st_size * 1.15, deltas
+    body.write_bytes(b"b" * size)
+    deltas = upload_deltas(site, ns, f"http://{ALLOWED_NAME}/upload", allowed_web(), body)
+    print(f"{site} http: sent {size} B (the request buffer); WAN egress {classid} +{deltas.get(classid, 0)} B")
+    assert size <= deltas.get(classid, 0) <= size * 1.15, deltas
