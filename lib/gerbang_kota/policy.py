@@ -40,6 +40,8 @@ HOST_FACTS = ("gerbang_site_id", "gerbang_site_title", "gerbang_wan", "gerbang_l
 IMPLICIT_GROUPS = ("all", "ungrouped")
 GATEWAYS_GROUP = "gateways"
 COMMAND_CENTER_GROUP = "command_center"
+# Squid tags a connection with its blocked category in 8 bits of the socket mark (roles/squid).
+MAX_CATEGORIES = 255
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -401,6 +403,11 @@ class _CityCompiler:
         for cat in policy["categories"]:
             f, k = where("categories", cat["name"], "domains")
             check_domains(self.report, f, k, cat["domains"])
+        if len(categories) > MAX_CATEGORIES:
+            self.err(layers.host_layer_file(host), "gerbang_categories", len(categories),
+                     f"categories apply to {host}: more than {MAX_CATEGORIES}",
+                     "merge categories: Squid tags each blocked category's connections with one of "
+                     f"{MAX_CATEGORIES} values to close them when a window opens (roles/squid)")
         for app in policy["govapps"]:
             f, k = where("govapps", app["name"], "domains")
             check_domains(self.report, f, k, app["domains"])

@@ -43,6 +43,19 @@ def test_broken_policy_is_rejected_with_its_message(case, tmp_path):
     assert city["sites"] == {}, "a policy with errors must not yield site policies"
 
 
+def test_more_categories_than_squid_can_tag_are_rejected(tmp_path):
+    root = copy_policy(tmp_path)
+    path = root / "group_vars/all/categories.yml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["gerbang_categories"] += [{"name": f"extra_{n}", "title": f"Extra {n}", "domains": [f"extra{n}.example"]}
+                                   for n in range(256 - len(data["gerbang_categories"]))]
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    city = compile_inventory(root / "inventory/production", repo_root=root, today=TODAY)
+    lines = [e["line"] for e in city["errors"]]
+    assert any("gerbang_categories = 256" in line and "more than 255" in line and "merge categories" in line
+               for line in lines), lines[:3]
+
+
 def _run_validate(inventory: Path, root: Path = REPO_ROOT):
     # Any connection attempt would go to the loopback discard port and show up as UNREACHABLE.
     command = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory),

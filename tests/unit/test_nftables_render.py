@@ -9,6 +9,7 @@ role's defaults and vars.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -72,10 +73,11 @@ def _yaml(path: Path) -> dict:
     return {k: trust_as_template(v) if isinstance(v, str) else v for k, v in data.items()}
 
 
-def render(role: str, template: str, city: dict, host: str) -> str:
+def render(role: str, template: str, city: dict, host: str, **extra) -> str:
     variables = {"gerbang_city": city, "inventory_hostname": host, "ansible_managed": "Ansible managed"}
     variables.update(_yaml(REPO / "group_vars/all/services.yml"))
     variables.update(_yaml(REPO / f"roles/{role}/defaults/main.yml"))
+    variables.update(extra)
     variables.update(_yaml(REPO / f"roles/{role}/vars/main.yml"))
     text = (REPO / f"roles/{role}/templates/{template}").read_text(encoding="utf-8")
     return Templar(loader=DataLoader(), variables=variables).template(trust_as_template(text))
@@ -126,24 +128,69 @@ def test_arp_table_is_replaced_with_inet_gerbang_and_knows_every_registered_pair
     assert "arp saddr ip 0.0.0.0 accept" in arp
 
 
+def _role_var(role: str, name: str) -> int:
+    return yaml.safe_load((REPO / f"roles/{role}/vars/main.yml").read_text(encoding="utf-8"))[name]
+
+
 @pytest.mark.parametrize("host", ["setda", "diskominfo", "rsud"])
 def test_squid_marks_each_device_and_nftables_maps_the_mark_to_its_class(city, host):
     """Cross-role contract: Squid's tcp_outgoing_mark per device = the key of the device's class
-    in the ruleset's class_mark map; govapp priority is set after it (wins)."""
+    in the ruleset's class_mark map, once the category tag bits are masked off; govapp priority
+    is set after it (wins)."""
     site = city["sites"][host]
     squid = render("squid", "squid.conf.j2", city, host)
     ruleset = render("nftables", "gerbang.nft.j2", city, host)
-    marks = dict((acl, int(mark, 16)) for mark, acl in re.findall(r"^tcp_outgoing_mark (0x[0-9a-f]+) (\S+)$", squid, re.M))
-    assert sorted(marks) == sorted(f"gerbang_dev_{d['host_index']}" for d in site["devices"])
+    base = _role_var("squid", "__squid_upload_mark_base")
+    assert base == _role_var("nftables", "__nftables_upload_mark_base")
+    mask = _role_var("nftables", "__nftables_upload_mark_mask")
+    plain = dict((acl, int(mark, 16)) for mark, acl in re.findall(r"^tcp_outgoing_mark (0x[0-9a-f]+) (\S+)$", squid, re.M))
+    assert sorted(plain) == sorted(f"gerbang_dev_{d['host_index']}" for d in site["devices"])
     for device in site["devices"]:
         assert f"acl gerbang_dev_{device['host_index']} src {device['ip']}\n" in squid
-    assert len(set(marks.values())) == len(marks), "one mark per device"
+    assert len(set(plain.values())) == len(plain), "one mark per device"
     body = re.search(r"map class_mark \{\n\s*type mark : classid\n\s*elements = \{ (.*) \}\n", ruleset).group(1)
     class_of_mark = {int(k, 16): v for k, v in (item.split(" : ") for item in body.split(", "))}
+    tagged = re.findall(r"^tcp_outgoing_mark (0x[0-9a-f]+) gerbang_dev_(\d+) !gerbang_exempt gerbang_cut_(\S+)$", squid, re.M)
+    blocked = sorted({b["category"] for b in site["blocks"]})
+    assert blocked and len(tagged) == len(blocked) * len(site["devices"])
     for device in site["devices"]:
-        assert class_of_mark[marks[f"gerbang_dev_{device['host_index']}"]] == device["classid"], device["name"]
+        assert class_of_mark[plain[f"gerbang_dev_{device['host_index']}"]] == device["classid"], device["name"]
+        for mark, index, category in tagged:
+            if int(index) == device["host_index"]:
+                assert int(mark, 16) == base + (blocked.index(category) + 1) * 0x10000 + device["host_index"]
+                assert class_of_mark[int(mark, 16) & mask] == device["classid"], (device["name"], category)
     classify = ruleset[ruleset.index("chain classify {"):]
     wan = site["wan"]["interface"]
-    mark_rule = classify.index(f'oifname "{wan}" meta priority set meta mark map @class_mark')
+    mark_rule = classify.index(f'oifname "{wan}" meta priority set meta mark and {mask:#010x} map @class_mark')
     assert mark_rule < classify.index(f'oifname "{wan}" ip daddr @govapp_cidr_v4 meta priority set 1:2')
     assert mark_rule < classify.index(f'oifname "{wan}" ip daddr @govapp_v4 meta priority set 1:2')
+
+
+@pytest.mark.parametrize("host", ["setda", "diskominfo"])
+def test_squid_tags_before_the_device_mark_and_the_cutter_reads_the_same_tags(city, host):
+    """Squid takes the first matching tcp_outgoing_mark line: a device's tagged lines must come
+    before its plain one. gerbang-squid-cut's config names each tag's mark and its blocked minutes."""
+    site = city["sites"][host]
+    squid = render("squid", "squid.conf.j2", city, host)
+    lines = [line.split() for line in squid.splitlines() if line.startswith("tcp_outgoing_mark ")]
+    blocked = sorted({b["category"] for b in site["blocks"]})
+    for device in site["devices"]:
+        own = [line for line in lines if line[2] == f"gerbang_dev_{device['host_index']}"]
+        assert len(own) == len(blocked) + 1 and own[-1][3:] == [], device["name"]
+    cut = json.loads(render("squid", "cut.json.j2", city, host))
+    base = _role_var("squid", "__squid_upload_mark_base")
+    assert [c["name"] for c in cut["categories"]] == blocked
+    assert cut["mark_mask"] == 0xFFFF0000 and cut["timezone"] == site["timezone"]
+    for tag, category in enumerate(cut["categories"], start=1):
+        assert category["mark"] == base + tag * 0x10000
+        schedules = dict.fromkeys(b["schedule"] for b in site["blocks"] if b["category"] == category["name"])
+        assert category["segments"] == [seg for name in schedules for seg in site["schedules"][name]["segments"]]
+    for category in blocked:
+        assert f"acl gerbang_cut_{category} any-of gerbang_cat_{category} gerbang_sni_{category}\n" in squid
+
+
+def test_squid_tags_nothing_when_cutting_is_switched_off(city):
+    variables_off = render("squid", "squid.conf.j2", city, "setda", squid_cut_at_window_edge=False)
+    assert "gerbang_cut_" not in variables_off and "gerbang_exempt" not in variables_off
+    cut = json.loads(render("squid", "cut.json.j2", city, "setda", squid_cut_at_window_edge=False))
+    assert cut["categories"] == []

@@ -143,13 +143,13 @@ def test_nothing_is_bumped_so_no_certificate_helper_runs(host):
 
 def test_each_registered_device_marks_its_outgoing_connections(host, lab):
     """Uploads through the proxy leave from the gateway: Squid marks each device's connections
-    (mark 0x47420000 + host index) so the nftables role can put them in the device's class."""
+    (mark 0x47000000 + host index) so the nftables role can put them in the device's class."""
     conf = host.file("/etc/squid/squid.conf").content_string
     marks = dict(re.findall(r"^tcp_outgoing_mark (0x[0-9a-f]{8}) gerbang_dev_(\d+)$", conf, re.M))
     devices = lab["site"]["devices"]
-    assert sorted(marks) == sorted(f"{0x47420000 + d['host_index']:#010x}" for d in devices)
+    assert sorted(marks) == sorted(f"{0x47000000 + d['host_index']:#010x}" for d in devices)
     for device in devices:
-        assert marks[f"{0x47420000 + device['host_index']:#010x}"] == str(device["host_index"]), device["name"]
+        assert marks[f"{0x47000000 + device['host_index']:#010x}"] == str(device["host_index"]), device["name"]
         assert f"acl gerbang_dev_{device['host_index']} src {device['ip']}\n" in conf
     # Squid keeps CAP_NET_ADMIN for its kids (SO_MARK), as it does for interception.
     status = host.run("cat /proc/$(pgrep -u proxy -x squid | head -1)/status").stdout
@@ -332,6 +332,55 @@ def test_exception_group_humas_gets_social_media_in_working_hours(host, lab, nft
             assert (rc, code) == (0, 200) and "upstream ok" in body, url
         rc, code, _ = curl(lab, "http://youtube.com/", client=lab["shifted_client"])
         assert code == 403, "streaming is still blocked at 10:00 on a Monday"
+
+
+def start_download(lab, url, client, seconds):
+    """A slow download (one KiB a second) from a LAN client, running in the background."""
+    name = re.match(r"https?://([^/:]+)", url).group(1)
+    port = 443 if url.startswith("https") else 80
+    cmd = ["ip", "netns", "exec", LAN_NS, "curl", "-sS", "-k", "-m", str(seconds + 20), "--interface", client,
+           "--resolve", f"{name}:{port}:{lab['internet']}", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+           f"{url.rstrip('/')}/slow?seconds={seconds}"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_cut_timer_runs_every_minute(host):
+    timer = host.service("gerbang-squid-cut.timer")
+    assert timer.is_enabled and timer.is_running
+    assert "OnCalendar=*-*-* *:*:00" in host.file("/etc/systemd/system/gerbang-squid-cut.timer").content_string
+
+
+def test_window_edge_closes_open_streaming_but_not_government_apps(host, lab, nft_redirects, shifted_config):
+    """A video started at 06:59 ends when the window opens at 07:00 (gerbang-squid-cut, the
+    program the timer runs); a government app's download opened at the same moment runs on."""
+    govapp = lab["site"]["govapp_domains"][0]
+    client = lab["shifted_client"]
+    # The timer runs on the real clock: stopped, so only the times the test names decide.
+    assert host.run("systemctl stop gerbang-squid-cut.timer").rc == 0
+    try:
+        with ShiftedSquid(host, shifted_config, lab["site"]["timezone"]) as squid:
+            squid.start("2026-11-23 06:59:00")
+            downloads = {
+                "https://vidio.com/": start_download(lab, "https://vidio.com/", client, 20),
+                "http://youtube.com/": start_download(lab, "http://youtube.com/", client, 20),
+                f"https://{govapp}/": start_download(lab, f"https://{govapp}/", client, 6),
+            }
+            time.sleep(2)
+            before = host.run("gerbang-squid-cut --at '2026-11-23 06:59'")
+            assert (before.rc, before.stdout) == (0, ""), before.stderr
+            seen = json.loads(host.check_output("gerbang-squid-cut --print --at '2026-11-23 07:00'"))
+            assert "streaming" in seen["blocked"] and seen["open"]["streaming"] == 2, seen
+            edge = host.run("gerbang-squid-cut --at '2026-11-23 07:00'")
+            assert edge.rc == 0 and "closed 2 connection(s) of streaming" in edge.stdout, (edge.stdout, edge.stderr)
+            results = {url: (d.communicate(timeout=60), d.returncode) for url, d in downloads.items()}
+    finally:
+        host.run("systemctl start gerbang-squid-cut.timer")
+    for url in ("https://vidio.com/", "http://youtube.com/"):
+        (out, err), rc = results[url]
+        received = int(out.split()[-1]) if out.split() else 0
+        assert rc != 0 and received < 20 * 1024, (url, rc, out, err)
+    (out, err), rc = results[f"https://{govapp}/"]
+    assert (rc, out) == (0, f"200 {6 * 1024}"), (out, err)
 
 
 # --- what the user sees ---------------------------------------------------------------------------
