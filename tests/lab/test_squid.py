@@ -7,7 +7,9 @@ answered: a name blocked by DNS leads to the gateway, an allowed one to the lab 
 The schedule edges themselves are proven in the Molecule scenario (a clock-shifted copy of the
 same squid.conf under libfaketime); here the live clock decides, and each check asks
 `gerbang_kota.schedule.active_blocks(site, now)` what the answer must be, so the test is right
-at any hour (checks within a minute of a window edge are retried after the edge).
+at any hour (checks within a minute of a window edge are retried after the edge). One test
+moves a whole gateway to Monday 06:59 (DNS switcher `--at`, Squid under libfaketime) to show a
+download running across the 07:00 edge being closed by `gerbang-squid-cut --at`.
 
 Uses these helpers of tests/lab/labtools.py (lab engineer):
   labtools.compiled_site(site) -> dict            the compiled site policy
@@ -148,3 +150,47 @@ def test_block_page_screenshot_from_a_lab_client():
                         f"--user-data-dir={profile}", "--window-size=1100,900", f"--screenshot={shot}",
                         "http://y8.com/"], capture_output=True, timeout=90, check=False, env=dict(os.environ, HOME=profile))
     assert shot.exists() and shot.stat().st_size > 20_000 and shot.read_bytes()[:4] == b"\x89PNG"
+
+
+EDGE_SITE = "setda"  # blocks streaming Monday-Friday 07:00-16:00
+MONDAY_0659, MONDAY_0700 = "2026-11-23 06:59", "2026-11-23 07:00"
+
+
+def download(client, site, url, size, rate="100k"):
+    """A client download of `size` bytes at `rate`, resolved by the gateway's DNS, in the background."""
+    netns, ip = client
+    name = re.match(r"https?://([^/:]+)", url).group(1)
+    cmd = ["ip", "netns", "exec", netns, "curl", "-sS", "-m", "90", "--cacert", labtools.state()["internet"]["ca"],
+           "--interface", ip, "--limit-rate", rate, "--resolve", f"{name}:443:{resolve(site, netns, name)}",
+           "-o", "/dev/null", "-w", "%{http_code} %{size_download}", f"{url}/bytes/{size}"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_window_edge_closes_a_running_stream_but_not_a_government_app():
+    """The whole gateway at Monday 06:59 (DNS switcher and Squid's clock), a video and a
+    government app downloading; at 07:00 the cutter closes the video's connection only."""
+    site, clock = EDGE_SITE, str(REPO / "scripts/lab/clock.sh")
+    assert "streaming" in active_blocks(labtools.compiled_site(site), dt.datetime.fromisoformat(MONDAY_0700))
+    [client] = labtools.clients(site, 1)
+    for timer in ("gerbang-dns-schedule.timer", "gerbang-squid-cut.timer"):
+        labtools.on_gateway(site, "systemctl", "stop", timer)
+    try:
+        assert labtools.on_gateway(site, "gerbang-dns-schedule", "--at", MONDAY_0659).returncode == 0
+        subprocess.run(["bash", clock, "service", site, "squid", f"{MONDAY_0659}:00"], check=True, capture_output=True, timeout=60)
+        stream = download(client, site, "https://vidio.com", 4_000_000)
+        govapp = download(client, site, "https://simral.serangkota.go.id", 500_000)
+        time.sleep(3)
+        seen = labtools.on_gateway(site, "gerbang-squid-cut", "--print", "--at", MONDAY_0700).stdout
+        assert '"streaming": 1' in seen, seen
+        edge = labtools.on_gateway(site, "gerbang-squid-cut", "--at", MONDAY_0700)
+        assert "closed 1 connection(s) of streaming" in edge.stdout, (edge.stdout, edge.stderr)
+        stream_out, stream_err = stream.communicate(timeout=120)
+        govapp_out, govapp_err = govapp.communicate(timeout=120)
+    finally:
+        subprocess.run(["bash", clock, "service", site, "squid", "--real"], capture_output=True, timeout=60)
+        labtools.on_gateway(site, "gerbang-dns-schedule")
+        for timer in ("gerbang-dns-schedule.timer", "gerbang-squid-cut.timer"):
+            labtools.on_gateway(site, "systemctl", "start", timer)
+    received = int(stream_out.split()[-1]) if stream_out.split() else 0
+    assert stream.returncode != 0 and 0 < received < 4_000_000, (stream.returncode, stream_out, stream_err)
+    assert (govapp.returncode, govapp_out) == (0, "200 500000"), govapp_err
