@@ -109,3 +109,19 @@ def test_before_the_window_streaming_connections_stay_open(config):
     assert result["rc"] == 0, result["stderr"]
     assert result["alive"] == {"streaming": True, "games": False, "plain": True, "other": True}
     assert "streaming" not in result["stdout"]
+
+
+def test_connections_the_kernel_will_not_close_are_an_error(config, tmp_path):
+    """`ss -K` skips sockets the kernel cannot destroy without an error; the cutter looks again
+    and fails, naming what stayed open. An `ss` that lists one tagged socket and closes nothing
+    stands in for such a kernel."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ss").write_text("#!/bin/sh\ncase \"$*\" in *-K*) exit 0;; esac\n"
+                             "echo 'ESTAB 0 0 192.0.2.1:40000 203.0.113.9:443'\n", encoding="utf-8")
+    (fake / "ss").chmod(0o755)
+    result = subprocess.run([sys.executable, str(CUT), "--config", str(config), "--at", f"{MONDAY} 07:00"],
+                            capture_output=True, text=True, env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"})
+    assert result.returncode == 1
+    assert "1 connection(s) of streaming still open after ss -K" in result.stderr
+    assert "CONFIG_INET_DIAG_DESTROY" in result.stderr and "203.0.113.9:443" in result.stderr
