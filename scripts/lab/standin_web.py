@@ -5,8 +5,10 @@ Answers every name the lab DNS hands out: HTTP on 80, HTTPS on 443 (one certific
 lab CA covering every stand-in name, so SNI and verification work as on the real web), TLS on
 853 (where a DNS-over-TLS resolver would listen) and a UDP echo on 443 (where QUIC would go).
 Every request is logged as one JSON line, so tests can prove a blocked request never arrived.
-``GET /bytes/<n>`` returns n bytes (traffic generation for monitoring tests); ``POST`` (any
-path) reads the request body and answers with the number of bytes received (upload tests).
+``GET /bytes/<n>`` returns n bytes (traffic generation for monitoring tests); ``GET
+/trickle/<n>`` returns n KiB, one a second (a stream that outlasts every buffer on the way, for
+window-edge tests); ``POST`` (any path) reads the request body and answers with the number of
+bytes received (upload tests).
 """
 
 from __future__ import annotations
@@ -49,6 +51,22 @@ class StandIn(BaseHTTPRequestHandler):
                 self.wfile.write(chunk[: min(left, len(chunk))])
                 left -= len(chunk)
             self._record(200, size)
+            return
+        if self.path.startswith("/trickle/"):
+            seconds = min(int(self.path.split("/")[2] or 0), 3600)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(seconds * 1024))
+            self.end_headers()
+            try:
+                for _ in range(seconds):
+                    self.wfile.write(b"x" * 1024)
+                    self.wfile.flush()
+                    time.sleep(1)
+            except OSError:  # the client (or the gateway's cutter) closed the connection
+                self._record(499, 0)
+                return
+            self._record(200, seconds * 1024)
             return
         body = f"<html><body><h1>stand-in: {host}</h1><p>gerbang-lab {host}{self.path}</p></body></html>\n".encode()
         self.send_response(200)
