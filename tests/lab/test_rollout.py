@@ -72,6 +72,12 @@ def test_drift_on_a_gateway_is_repaired_on_that_gateway_only():
 def test_kernel_state_removed_by_hand_is_put_back_on_that_gateway_only():
     flushed, unshaped = gateways()[0], gateways()[1]
     lan = labtools.compiled_site(unshaped)["lan"]["interface"]
+    # A government app's name in the flushed gateway's DNS cache: after the repair its next
+    # answer must still put the address in govapp_v4 (dnsmasq adds only what it asks upstream).
+    flushed_site = labtools.compiled_site(flushed)
+    [(ns, _ip)] = labtools.clients(flushed, 1)
+    govapp = sorted(flushed_site["govapp_domains"])[0]
+    labtools.dig(ns, flushed_site["lan"]["address"], govapp)
     labtools.on_gateway(flushed, "nft", "flush", "ruleset")
     labtools.on_gateway(unshaped, "tc", "qdisc", "del", "dev", lan, "root")
     result = rollout()
@@ -83,6 +89,8 @@ def test_kernel_state_removed_by_hand_is_put_back_on_that_gateway_only():
     assert [n.split(" :")[0] for n in result["roles"][unshaped]] == ["shaping"], result["roles"]
     assert labtools.on_gateway(flushed, "nft", "list", "table", "inet", "gerbang").returncode == 0
     assert labtools.on_gateway(flushed, "nft", "list", "table", "arp", "gerbang").returncode == 0
+    address = next(a for a in labtools.dig(ns, flushed_site["lan"]["address"], govapp) if a.replace(".", "").isdigit())
+    assert address in labtools.on_gateway(flushed, "nft", "list", "set", "inet", "gerbang", "govapp_v4").stdout
     assert "qdisc htb 1: root" in labtools.on_gateway(unshaped, "tc", "qdisc", "show", "dev", lan).stdout
     assert rollout()["roles"] == {}
 

@@ -320,3 +320,20 @@ def test_lan_clients_reach_the_gateway_services_only_when_registered(client, sit
         assert probe(unregistered, lan["address"], 3128).strip() == "closed TimeoutError", "not for an unregistered device"
     finally:
         L.release(unregistered)
+
+
+def test_after_a_flushed_ruleset_the_next_answers_refill_the_learnt_sets(client, site):
+    """`nft flush ruleset` by hand, then the unit's reload (what a rollout's repair runs): there is
+    nothing to carry over, so dnsmasq's cache is emptied and its next answer fills the set again.
+    Last in this file: the flush also removes the tables other tests add."""
+    ns, _ip = client
+    name = sorted(site["govapp_domains"])[0]
+    L.dig(ns, site["lan"]["address"], name)  # in dnsmasq's cache from here on
+    assert L.on_gateway(SITE, "nft", "flush", "ruleset").returncode == 0
+    reload = L.on_gateway(SITE, "systemctl", "reload", "gerbang-nftables")
+    assert reload.returncode == 0, reload.stderr
+    assert learnt_govapp_addresses() == {}
+    journal = L.on_gateway(SITE, "journalctl", "-u", "gerbang-nftables", "-n", "20", "--no-pager").stdout
+    assert "dnsmasq's cache emptied so its answers refill the learnt sets" in journal
+    address = next(a for a in L.dig(ns, site["lan"]["address"], name) if a.replace(".", "").isdigit())
+    assert address in learnt_govapp_addresses()
