@@ -129,7 +129,7 @@ def test_arp_table_is_replaced_with_inet_gerbang_and_knows_every_registered_pair
 
 
 def _role_var(role: str, name: str) -> int:
-    return yaml.safe_load((REPO / f"roles/{role}/vars/main.yml").read_text(encoding="utf-8"))[name]
+    return _yaml(REPO / f"roles/{role}/vars/main.yml")[name]
 
 
 @pytest.mark.parametrize("host", ["setda", "diskominfo", "rsud"])
