@@ -74,16 +74,27 @@ def nft_redirects(host, lab):
     host.run("nft delete table ip squid_test")
 
 
-def curl(lab, url, client=None, *extra, timeout=5):
+def curl_argv(lab, url, client=None, *extra, timeout=5):
     """curl from a LAN client; the name resolves to the stand-in internet (like DNS would)."""
     name = re.match(r"https?://([^/:]+)", url).group(1)
     port = 443 if url.startswith("https") else 80
-    cmd = ["ip", "netns", "exec", LAN_NS, "curl", "-sS", "-k", "-m", str(timeout),
-           "--interface", client or lab["live_client"], "--resolve", f"{name}:{port}:{lab['internet']}",
-           "-w", "\n%{http_code}", *extra, url]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5)
+    return ["ip", "netns", "exec", LAN_NS, "curl", "-sS", "-k", "-m", str(timeout),
+            "--interface", client or lab["live_client"], "--resolve", f"{name}:{port}:{lab['internet']}",
+            *extra, url]
+
+
+def curl(lab, url, client=None, *extra, timeout=5):
+    proc = subprocess.run(curl_argv(lab, url, client, "-w", "\n%{http_code}", *extra, timeout=timeout),
+                          capture_output=True, text=True, timeout=timeout + 5)
     body, _, code = proc.stdout.rpartition("\n")
     return proc.returncode, int(code or 0), body
+
+
+def start_download(lab, url, client, seconds):
+    """A slow download (one KiB a second) from a LAN client, running in the background."""
+    cmd = curl_argv(lab, f"{url.rstrip('/')}/slow?seconds={seconds}", client,
+                    "-o", "/dev/null", "-w", "%{http_code} %{size_download}", timeout=seconds + 20)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def log_lines(host, path, needle):
@@ -225,10 +236,7 @@ def test_government_apps_are_never_cached(host, lab, nft_redirects):
 def test_reconfigure_keeps_a_running_download(host, lab, nft_redirects):
     pid_before = host.check_output("systemctl show squid -p MainPID --value")
     seconds = 6
-    cmd = ["ip", "netns", "exec", LAN_NS, "curl", "-sS", "-m", "30", "--interface", lab["live_client"],
-           "--resolve", f"example.com:80:{lab['internet']}", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
-           f"http://example.com/slow?seconds={seconds}"]
-    download = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    download = start_download(lab, "http://example.com/", None, seconds)
     time.sleep(2)
     assert host.run("systemctl reload squid").rc == 0
     out, err = download.communicate(timeout=40)
@@ -332,16 +340,6 @@ def test_exception_group_humas_gets_social_media_in_working_hours(host, lab, nft
             assert (rc, code) == (0, 200) and "upstream ok" in body, url
         rc, code, _ = curl(lab, "http://youtube.com/", client=lab["shifted_client"])
         assert code == 403, "streaming is still blocked at 10:00 on a Monday"
-
-
-def start_download(lab, url, client, seconds):
-    """A slow download (one KiB a second) from a LAN client, running in the background."""
-    name = re.match(r"https?://([^/:]+)", url).group(1)
-    port = 443 if url.startswith("https") else 80
-    cmd = ["ip", "netns", "exec", LAN_NS, "curl", "-sS", "-k", "-m", str(seconds + 20), "--interface", client,
-           "--resolve", f"{name}:{port}:{lab['internet']}", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
-           f"{url.rstrip('/')}/slow?seconds={seconds}"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_cut_timer_runs_every_minute(host):
