@@ -52,13 +52,18 @@ def resolve(site, netns, name):
     return addresses[0]
 
 
-def curl(site, client, url, timeout=8):
+def curl_argv(site, client, url, timeout, *extra):
+    """curl from a LAN client to the address the site's DNS answers for the URL's name."""
     netns, ip = client
     name = re.match(r"https?://([^/:]+)", url).group(1)
     port = 443 if url.startswith("https") else 80
-    cmd = ["ip", "netns", "exec", netns, "curl", "-sS", "-k", "-m", str(timeout), "--interface", ip,
-           "--resolve", f"{name}:{port}:{resolve(site, netns, name)}", "-w", "\n%{http_code}", url]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5)
+    return ["ip", "netns", "exec", netns, "curl", "-sS", "-k", "-m", str(timeout), "--interface", ip,
+            "--resolve", f"{name}:{port}:{resolve(site, netns, name)}", *extra, url]
+
+
+def curl(site, client, url, timeout=8):
+    proc = subprocess.run(curl_argv(site, client, url, timeout, "-w", "\n%{http_code}"),
+                          capture_output=True, text=True, timeout=timeout + 5)
     body, _, code = proc.stdout.rpartition("\n")
     return proc.returncode, int(code or 0), body
 
@@ -156,13 +161,10 @@ EDGE_SITE = "setda"  # blocks streaming Monday-Friday 07:00-16:00
 MONDAY_0659, MONDAY_0700 = "2026-11-23 06:59", "2026-11-23 07:00"
 
 
-def trickle(client, site, url, seconds):
+def trickle(site, client, url, seconds):
     """A client download of `seconds` KiB, one a second from the server, in the background."""
-    netns, ip = client
-    name = re.match(r"https?://([^/:]+)", url).group(1)
-    cmd = ["ip", "netns", "exec", netns, "curl", "-sS", "-m", str(seconds + 30), "--cacert", labtools.state()["internet"]["ca"],
-           "--interface", ip, "--resolve", f"{name}:443:{resolve(site, netns, name)}",
-           "-o", "/dev/null", "-w", "%{http_code} %{size_download}", f"{url}/trickle/{seconds}"]
+    cmd = curl_argv(site, client, f"{url}/trickle/{seconds}", seconds + 30,
+                    "-o", "/dev/null", "-w", "%{http_code} %{size_download}")
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -177,8 +179,8 @@ def test_window_edge_closes_a_running_stream_but_not_a_government_app():
     try:
         assert labtools.on_gateway(site, "gerbang-dns-schedule", "--at", MONDAY_0659).returncode == 0
         subprocess.run(["bash", clock, "service", site, "squid", f"{MONDAY_0659}:00"], check=True, capture_output=True, timeout=60)
-        stream = trickle(client, site, "https://vidio.com", 40)
-        govapp = trickle(client, site, "https://simral.serangkota.go.id", 8)
+        stream = trickle(site, client, "https://vidio.com", 40)
+        govapp = trickle(site, client, "https://simral.serangkota.go.id", 8)
         time.sleep(3)
         seen = labtools.on_gateway(site, "gerbang-squid-cut", "--print", "--at", MONDAY_0700).stdout
         assert '"streaming": 1' in seen, seen
