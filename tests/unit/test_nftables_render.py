@@ -2,8 +2,7 @@
 by the kernel's own parser: `nft -c -f` inside a throw-away network namespace (`unshare -n`),
 so the host's ruleset is never touched.
 
-Rendered with Ansible's templar, as the role's `template` lookup does (trim_blocks), from the
-role's defaults and vars.
+Rendered with Ansible's templar from the role's defaults and vars (role_render.py).
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "lib"))
@@ -27,8 +25,7 @@ from gerbang_kota.inventory import load_inventory  # noqa: E402
 from gerbang_kota.policy import compile_city  # noqa: E402
 
 pytest.importorskip("ansible")
-from ansible.parsing.dataloader import DataLoader  # noqa: E402
-from ansible.template import Templar, trust_as_template  # noqa: E402
+from role_render import render, role_vars_file  # noqa: E402
 
 NFT = shutil.which("nft") or "/usr/sbin/nft"
 UNSHARE = shutil.which("unshare")
@@ -66,21 +63,6 @@ def city_without_management(inventory):
     for site in compiled["sites"].values():
         site["management"]["networks"] = []
     return compiled
-
-
-def _yaml(path: Path) -> dict:
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return {k: trust_as_template(v) if isinstance(v, str) else v for k, v in data.items()}
-
-
-def render(role: str, template: str, city: dict, host: str, **extra) -> str:
-    variables = {"gerbang_city": city, "inventory_hostname": host, "ansible_managed": "Ansible managed"}
-    variables.update(_yaml(REPO / "group_vars/all/services.yml"))
-    variables.update(_yaml(REPO / f"roles/{role}/defaults/main.yml"))
-    variables.update(extra)
-    variables.update(_yaml(REPO / f"roles/{role}/vars/main.yml"))
-    text = (REPO / f"roles/{role}/templates/{template}").read_text(encoding="utf-8")
-    return Templar(loader=DataLoader(), variables=variables).template(trust_as_template(text))
 
 
 def nft_check(ruleset: str, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -129,7 +111,7 @@ def test_arp_table_is_replaced_with_inet_gerbang_and_knows_every_registered_pair
 
 
 def _role_var(role: str, name: str) -> int:
-    return _yaml(REPO / f"roles/{role}/vars/main.yml")[name]
+    return role_vars_file(REPO / f"roles/{role}/vars/main.yml")[name]
 
 
 @pytest.mark.parametrize("host", ["setda", "diskominfo", "rsud"])
