@@ -70,8 +70,10 @@ def test_drift_on_a_gateway_is_repaired_on_that_gateway_only():
 
 
 def test_kernel_state_removed_by_hand_is_put_back_on_that_gateway_only():
-    flushed, unshaped = gateways()[0], gateways()[1]
+    flushed, unshaped, unpaired = gateways()[:3]
     lan = labtools.compiled_site(unshaped)["lan"]["interface"]
+    device = labtools.compiled_site(unpaired)["devices"][0]
+    pair = f"{device['ip']} . {device['mac']}"
     # A government app's name in the flushed gateway's DNS cache: after the repair its next
     # answer must still put the address in govapp_v4 (dnsmasq adds only what it asks upstream).
     flushed_site = labtools.compiled_site(flushed)
@@ -80,13 +82,19 @@ def test_kernel_state_removed_by_hand_is_put_back_on_that_gateway_only():
     labtools.dig(ns, flushed_site["lan"]["address"], govapp)
     labtools.on_gateway(flushed, "nft", "flush", "ruleset")
     labtools.on_gateway(unshaped, "tc", "qdisc", "del", "dev", lan, "root")
+    # A registered device taken out of the ruleset's own set (not a set dnsmasq fills).
+    assert labtools.on_gateway(unpaired, "nft", "delete", "element", "inet", "gerbang", "registered",
+                               f"{{ {pair} }}").returncode == 0
     result = rollout()
     not_in_sync = {h: r["reasons"] for h, r in result["state"].items() if not r["in_sync"]}
     assert not_in_sync == {
         flushed: ["nftables: the live kernel state is not what was applied (changed by hand?)"],
-        unshaped: ["shaping: the live kernel state is not what was applied (changed by hand?)"]}, not_in_sync
+        unshaped: ["shaping: the live kernel state is not what was applied (changed by hand?)"],
+        unpaired: ["nftables: the live kernel state is not what was applied (changed by hand?)"]}, not_in_sync
     assert [n.split(" :")[0] for n in result["roles"][flushed]] == ["nftables"], result["roles"]
     assert [n.split(" :")[0] for n in result["roles"][unshaped]] == ["shaping"], result["roles"]
+    assert [n.split(" :")[0] for n in result["roles"][unpaired]] == ["nftables"], result["roles"]
+    assert pair in labtools.on_gateway(unpaired, "nft", "list", "set", "inet", "gerbang", "registered").stdout
     assert labtools.on_gateway(flushed, "nft", "list", "table", "inet", "gerbang").returncode == 0
     assert labtools.on_gateway(flushed, "nft", "list", "table", "arp", "gerbang").returncode == 0
     address = next(a for a in labtools.dig(ns, flushed_site["lan"]["address"], govapp) if a.replace(".", "").isdigit())

@@ -19,12 +19,21 @@ def role_vars_file(path: Path) -> dict:
     return {k: trust_as_template(v) if isinstance(v, str) else v for k, v in data.items()}
 
 
-def render(role: str, template: str, city: dict, host: str, **extra) -> str:
+def _templar(role: str, city: dict, host: str, extra: dict) -> Templar:
     """`extra` overrides the role's defaults (as group_vars would), not its vars."""
     variables = {"gerbang_city": city, "inventory_hostname": host, "ansible_managed": "Ansible managed"}
     variables.update(role_vars_file(REPO / "group_vars/all/services.yml"))
     variables.update(role_vars_file(REPO / f"roles/{role}/defaults/main.yml"))
     variables.update(extra)
     variables.update(role_vars_file(REPO / f"roles/{role}/vars/main.yml"))
+    return Templar(loader=DataLoader(), variables=variables)
+
+
+def render(role: str, template: str, city: dict, host: str, **extra) -> str:
     text = (REPO / f"roles/{role}/templates/{template}").read_text(encoding="utf-8")
-    return Templar(loader=DataLoader(), variables=variables).template(trust_as_template(text))
+    return _templar(role, city, host, extra).template(trust_as_template(text))
+
+
+def role_var(role: str, name: str, city: dict, host: str, **extra):
+    """The value of one of the role's variables for `host`, templated."""
+    return _templar(role, city, host, extra).template(trust_as_template("{{ %s }}" % name))

@@ -8,6 +8,7 @@ Rendered with Ansible's templar from the role's defaults and vars (role_render.p
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import re
@@ -25,7 +26,7 @@ from gerbang_kota.inventory import load_inventory  # noqa: E402
 from gerbang_kota.policy import compile_city  # noqa: E402
 
 pytest.importorskip("ansible")
-from role_render import render, role_vars_file  # noqa: E402
+from role_render import render, role_var, role_vars_file  # noqa: E402
 
 NFT = shutil.which("nft") or "/usr/sbin/nft"
 UNSHARE = shutil.which("unshare")
@@ -85,6 +86,37 @@ def test_every_sites_ruleset_loads(city, tmp_path):
     for host in sorted(city["sites"]):
         check = nft_check(render("nftables", "gerbang.nft.j2", city, host), tmp_path)
         assert check.returncode == 0, f"{host}: {check.stderr}"
+
+
+# The live-state command (what rollouts compare with the kernel) run on a loaded ruleset, after
+# each change a gateway may see: dnsmasq learning addresses, reloads, elements deleted by hand.
+LIVE_STATE_STEPS = """
+ruleset=$1 live_state=$2 pair=$3 address=$4
+fingerprint() { sh -c "$live_state" | sha256sum; }
+nft -f "$ruleset"; echo loaded $(fingerprint)
+nft add element inet gerbang govapp_v4 '{ 192.0.2.7, 192.0.2.8 timeout 30s }'
+nft add element inet gerbang doh_dns_v4 '{ 192.0.2.9 }'
+echo learnt $(fingerprint)
+nft -f "$ruleset"; echo reloaded $(fingerprint)
+nft delete element inet gerbang registered "{ $pair }"; echo registered_deleted $(fingerprint)
+nft -f "$ruleset"; nft delete element arp gerbang protected "{ $address }"; echo protected_deleted $(fingerprint)
+"""
+
+
+@needs_nft
+def test_live_state_sees_the_rulesets_own_elements_but_not_what_dnsmasq_learns(city, tmp_path):
+    site = city["sites"]["setda"]
+    path = tmp_path / "gerbang.nft"
+    path.write_text(render("nftables", "gerbang.nft.j2", city, "setda"), encoding="utf-8")
+    command = role_var("nftables", "__nftables_live_state", city, "setda")
+    device = site["devices"][0]
+    run = subprocess.run([UNSHARE, "-n", "sh", "-c", LIVE_STATE_STEPS, "steps", str(path), command,
+                          f"{device['ip']} . {device['mac']}", device["ip"]], capture_output=True, text=True)
+    assert run.returncode == 0 and not run.stderr, run.stderr
+    seen = dict(line.split()[:2] for line in run.stdout.splitlines())
+    assert seen["learnt"] == seen["reloaded"] == seen["loaded"], "learnt addresses are not drift"
+    assert len({seen["loaded"], seen["registered_deleted"], seen["protected_deleted"]}) == 3, seen
+    assert seen["loaded"] != hashlib.sha256(b"").hexdigest(), "the command printed nothing"
 
 
 def test_encrypted_dns_is_rejected_per_protocol(city):
