@@ -13,7 +13,7 @@ from ansible.template import Templar, trust_as_template
 REPO = Path(__file__).resolve().parents[2]
 
 
-def role_vars_file(path: Path) -> dict:
+def _vars_file(path: Path) -> dict:
     """A vars file as Ansible reads it: strings are templates, other values stay as they are."""
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     return {k: trust_as_template(v) if isinstance(v, str) else v for k, v in data.items()}
@@ -22,10 +22,10 @@ def role_vars_file(path: Path) -> dict:
 def _templar(role: str, city: dict, host: str, extra: dict) -> Templar:
     """`extra` overrides the role's defaults (as group_vars would), not its vars."""
     variables = {"gerbang_city": city, "inventory_hostname": host, "ansible_managed": "Ansible managed"}
-    variables.update(role_vars_file(REPO / "group_vars/all/services.yml"))
-    variables.update(role_vars_file(REPO / f"roles/{role}/defaults/main.yml"))
+    variables.update(_vars_file(REPO / "group_vars/all/services.yml"))
+    variables.update(_vars_file(REPO / f"roles/{role}/defaults/main.yml"))
     variables.update(extra)
-    variables.update(role_vars_file(REPO / f"roles/{role}/vars/main.yml"))
+    variables.update(_vars_file(REPO / f"roles/{role}/vars/main.yml"))
     return Templar(loader=DataLoader(), variables=variables)
 
 

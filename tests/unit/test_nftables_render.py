@@ -26,7 +26,7 @@ from gerbang_kota.inventory import load_inventory  # noqa: E402
 from gerbang_kota.policy import compile_city  # noqa: E402
 
 pytest.importorskip("ansible")
-from role_render import render, role_var, role_vars_file  # noqa: E402
+from role_render import render, role_var  # noqa: E402
 
 NFT = shutil.which("nft") or "/usr/sbin/nft"
 UNSHARE = shutil.which("unshare")
@@ -142,10 +142,6 @@ def test_arp_table_is_replaced_with_inet_gerbang_and_knows_every_registered_pair
     assert "arp saddr ip 0.0.0.0 accept" in arp
 
 
-def _role_var(role: str, name: str) -> int:
-    return role_vars_file(REPO / f"roles/{role}/vars/main.yml")[name]
-
-
 @pytest.mark.parametrize("host", ["setda", "diskominfo", "rsud"])
 def test_squid_marks_each_device_and_nftables_maps_the_mark_to_its_class(city, host):
     """Cross-role contract: Squid's tcp_outgoing_mark per device = the key of the device's class
@@ -154,9 +150,9 @@ def test_squid_marks_each_device_and_nftables_maps_the_mark_to_its_class(city, h
     site = city["sites"][host]
     squid = render("squid", "squid.conf.j2", city, host)
     ruleset = render("nftables", "gerbang.nft.j2", city, host)
-    base = _role_var("squid", "__squid_upload_mark_base")
-    assert base == _role_var("nftables", "__nftables_upload_mark_base")
-    mask = _role_var("nftables", "__nftables_upload_mark_mask")
+    base = role_var("squid", "__squid_upload_mark_base", city, host)
+    assert base == role_var("nftables", "__nftables_upload_mark_base", city, host)
+    mask = role_var("nftables", "__nftables_upload_mark_mask", city, host)
     plain = dict((acl, int(mark, 16)) for mark, acl in re.findall(r"^tcp_outgoing_mark (0x[0-9a-f]+) (\S+)$", squid, re.M))
     assert sorted(plain) == sorted(f"gerbang_dev_{d['host_index']}" for d in site["devices"])
     for device in site["devices"]:
@@ -192,7 +188,7 @@ def test_squid_tags_before_the_device_mark_and_the_cutter_reads_the_same_tags(ci
         own = [line for line in lines if line[2] == f"gerbang_dev_{device['host_index']}"]
         assert len(own) == len(blocked) + 1 and own[-1][3:] == [], device["name"]
     cut = json.loads(render("squid", "cut.json.j2", city, host))
-    base = _role_var("squid", "__squid_upload_mark_base")
+    base = role_var("squid", "__squid_upload_mark_base", city, host)
     assert [c["name"] for c in cut["categories"]] == blocked
     assert cut["mark_mask"] == 0xFFFF0000 and cut["timezone"] == site["timezone"]
     for tag, category in enumerate(cut["categories"], start=1):
