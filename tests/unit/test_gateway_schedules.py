@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import json
+from collections import Counter
 from importlib.machinery import SourceFileLoader
 
 import pytest
@@ -53,7 +54,7 @@ def test_gateway_programs_block_what_the_compiler_blocks_every_minute_of_the_wee
             outcomes.add((host, tuple(expected)))
     # Not vacuous: every OPD changes what it blocks during the week (the command center need
     # not), and not all sites alike.
-    changing = {host for host, _ in outcomes if sum(1 for h, _ in outcomes if h == host) > 1}
+    changing = {host for host, count in Counter(host for host, _ in outcomes).items() if count > 1}
     opds = {host for host, site in city["sites"].items() if "opd" in site["groups"]}
     assert len(opds) == 33 and opds <= changing, sorted(opds - changing)
     assert len({blocked for _, blocked in outcomes}) >= 3, outcomes
