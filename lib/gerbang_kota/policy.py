@@ -408,21 +408,19 @@ class _CityCompiler:
                      f"categories apply to {host}: more than {MAX_CATEGORIES}",
                      "merge categories: Squid tags each blocked category's connections with one of "
                      f"{MAX_CATEGORIES} values to close them when a window opens (roles/squid)")
-        for app in policy["govapps"]:
-            f, k = where("govapps", app["name"], "domains")
-            check_domains(self.report, f, k, app["domains"])
-            for index, cidr in enumerate(app.get("cidrs") or []):
-                if parse_network(cidr) is None:
-                    f, k = where("govapps", app["name"], "cidrs")
-                    self.err(f, f"{k}[{index}]", cidr, "is not a network in CIDR form (host bits zero)",
-                             "write the application's address range, e.g. 203.0.113.16/29")
-        for resolver in policy["doh_resolvers"]:
-            f, k = where("doh_resolvers", resolver["name"], "domains")
-            check_domains(self.report, f, k, resolver["domains"])
-            for index, address in enumerate(resolver.get("addresses") or []):
-                if parse_ipv4(address) is None:
-                    f, k = where("doh_resolvers", resolver["name"], "addresses")
-                    self.err(f, f"{k}[{index}]", address, "is not an IPv4 address", "write the resolver's IPv4 address")
+        # Named services reached by domain and by address: each list's address field and its check.
+        for list_key, field, parse, problem, fix in (
+                ("govapps", "cidrs", parse_network, "is not a network in CIDR form (host bits zero)",
+                 "write the application's address range, e.g. 203.0.113.16/29"),
+                ("doh_resolvers", "addresses", parse_ipv4, "is not an IPv4 address",
+                 "write the resolver's IPv4 address")):
+            for entry in policy[list_key]:
+                f, k = where(list_key, entry["name"], "domains")
+                check_domains(self.report, f, k, entry["domains"])
+                for index, value in enumerate(entry.get(field) or []):
+                    if parse(value) is None:
+                        f, k = where(list_key, entry["name"], field)
+                        self.err(f, f"{k}[{index}]", value, problem, fix)
         for engine in policy["safe_mode"].get("safesearch_engines") or []:
             origin = merged.origin_of("safe_mode.safesearch_engines", engine["name"], "address")
             f, k = (origin.where, origin.key) if origin else ("group_vars/all/safe_mode.yml", "gerbang_safe_mode")

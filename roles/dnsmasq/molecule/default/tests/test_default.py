@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO / "tests/lab"))
 sys.path.insert(0, str(REPO / "lib"))
 
 import labtools as L  # noqa: E402
+from site_fixtures import client, site  # noqa: E402,F401 (fixtures, used by name)
 from gerbang_kota.schedule import active_blocks  # noqa: E402
 
 SITE = "diskominfo"
@@ -34,18 +35,6 @@ ROLE = REPO / "roles/dnsmasq"
 # The role's own syntax check (what its deploy validates with), not a copy of it.
 TEST_COMMAND = yaml.safe_load((ROLE / "vars/main.yml").read_text(encoding="utf-8"))["__dnsmasq_test_command"]
 BROKEN = "no-such-option-gerbang-test=1\n"
-
-
-@pytest.fixture(scope="module")
-def site():
-    L.require_site(SITE)
-    return L.compiled_site(SITE)
-
-
-@pytest.fixture(scope="module")
-def client(site):
-    [(ns, ip)] = L.clients(SITE, 1)
-    return ns, ip
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[5]
 sys.path.insert(0, str(REPO / "tests/lab"))
 
 import labtools as L  # noqa: E402
+from site_fixtures import client, site  # noqa: E402,F401 (fixtures, used by name)
 
 SITE = "setda"
 TCP_PROBE = ("import socket,sys\ntry:\n s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=3); print('open')\n"
@@ -39,18 +40,6 @@ GRATUITOUS_ARP = (
     "s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW); s.bind(('eth0',0))\n"
     "for op,tha,tpa in ((1,b'\\0'*6,ip),(2,b'\\xff'*6,gw))*3:\n"
     " s.send(b'\\xff'*6+mac+b'\\x08\\x06'+b'\\0\\x01\\x08\\0\\x06\\x04'+op.to_bytes(2,'big')+mac+ip+tha+tpa+b'\\0'*18); time.sleep(0.1)\n")
-
-
-@pytest.fixture(scope="module")
-def site():
-    L.require_site(SITE)
-    return L.compiled_site(SITE)
-
-
-@pytest.fixture(scope="module")
-def client(site):
-    [(ns, ip)] = L.clients(SITE, 1)
-    return ns, ip
 
 
 @pytest.fixture
