@@ -14,8 +14,7 @@ from importlib.machinery import SourceFileLoader
 
 import pytest
 
-from gerbang_kota.inventory import load_inventory
-from gerbang_kota.policy import compile_city
+from gerbang_kota.inventory import compile_inventory
 from gerbang_kota.schedule import active_blocks
 
 pytest.importorskip("ansible")
@@ -34,8 +33,7 @@ def _program(name: str, path: str):
 
 @pytest.fixture(scope="module")
 def city():
-    hostvars, groups = load_inventory(REPO / "inventory/production")
-    compiled = compile_city(hostvars, groups, repo_root=REPO)
+    compiled = compile_inventory(REPO / "inventory/production", today=MONDAY.date())
     assert not compiled["errors"], compiled["errors"]
     return compiled
 
