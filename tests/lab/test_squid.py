@@ -52,12 +52,14 @@ def resolve(site, netns, name):
     return addresses[0]
 
 
-def curl_argv(site, client, url, timeout, *extra):
-    """curl from a LAN client to the address the site's DNS answers for the URL's name."""
+def curl_argv(site, client, url, timeout, *extra, ca=None):
+    """curl from a LAN client to the address the site's DNS answers for the URL's name; with
+    `ca`, the server's certificate must be signed by it (else it is not checked)."""
     netns, ip = client
     name = re.match(r"https?://([^/:]+)", url).group(1)
     port = 443 if url.startswith("https") else 80
-    return ["ip", "netns", "exec", netns, "curl", "-sS", "-k", "-m", str(timeout), "--interface", ip,
+    tls = ["--cacert", ca] if ca else ["-k"]
+    return ["ip", "netns", "exec", netns, "curl", "-sS", *tls, "-m", str(timeout), "--interface", ip,
             "--resolve", f"{name}:{port}:{resolve(site, netns, name)}", *extra, url]
 
 
@@ -162,9 +164,10 @@ MONDAY_0659, MONDAY_0700 = "2026-11-23 06:59", "2026-11-23 07:00"
 
 
 def trickle(site, client, url, seconds):
-    """A client download of `seconds` KiB, one a second from the server, in the background."""
+    """A client download of `seconds` KiB, one a second from the server, in the background;
+    the certificate must be the stand-in server's own (Squid splices, it never answers itself)."""
     cmd = curl_argv(site, client, f"{url}/trickle/{seconds}", seconds + 30,
-                    "-o", "/dev/null", "-w", "%{http_code} %{size_download}")
+                    "-o", "/dev/null", "-w", "%{http_code} %{size_download}", ca=labtools.state()["internet"]["ca"])
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
