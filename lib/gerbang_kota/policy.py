@@ -21,6 +21,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import netaddr
+import yaml
 
 from gerbang_kota import layers, schedule, schema
 from gerbang_kota.validation import (
@@ -28,13 +29,19 @@ from gerbang_kota.validation import (
     check_bandwidth,
     check_devices,
     check_domains,
+    check_management_addresses,
     check_overlaps,
     check_site_addressing,
+    check_wan_networks,
     parse_ipv4,
     parse_network,
 )
 
 INVENTORY_FILE = "inventory/production/hosts.yml"
+# How Ansible reaches a gateway: validation checks the management address of SSH-reached ones.
+CONNECTION_VARIABLES = ("ansible_host", "ansible_connection")
+# City-wide variables without a layer: one value for the whole city.
+CITY_VARIABLES = {"gerbang_city_name": "group_vars/all/city.yml", "gerbang_timezone": "group_vars/all/city.yml"}
 HOST_FACTS = ("gerbang_site_id", "gerbang_site_title", "gerbang_wan", "gerbang_lan", "gerbang_allocation")
 # Groups every inventory has; they never carry a policy layer of their own.
 IMPLICIT_GROUPS = ("all", "ungrouped")
@@ -121,6 +128,7 @@ class _CityCompiler:
             timezone = "UTC"
         self.today = self.today_override or _today(timezone)
         self.check_group_files()
+        self.check_base_overrides()
 
         # 1. per-site facts
         facts, addressing, where_of = {}, {}, {}
@@ -139,6 +147,9 @@ class _CityCompiler:
                                   (first.get("gerbang_network") or {}).get("management_networks") or []) if n]
         check_overlaps(self.report, where_of, {h: a["subnet"] for h, a in addressing.items()}, management)
         self.check_unique_wan(addressing)
+        check_wan_networks(self.report, where_of, addressing, management)
+        check_management_addresses(self.report, INVENTORY_FILE, {h: self.hosts.get(h, {}) for h in gateways},
+                                   {h: f["gerbang_site_id"] for h, f in facts.items()}, management)
 
         # 2. bandwidth contract (base layer: the contract is the city's, not a site's)
         contract = (first.get("gerbang_bandwidth") or {}).get("contract_mbit")
@@ -189,6 +200,68 @@ class _CityCompiler:
                 self.err(f"group_vars/{path.name}", "(file name)", name,
                          f"there is no inventory group `{name}`, so this file applies to no site",
                          f"rename it after an existing group ({', '.join(sorted(known - {'all', 'ungrouped'}))})")
+
+    def _variable_sources(self):
+        """(file, key prefix, layer variable, layer file, variables) of every place besides
+        group_vars/all where Ansible takes a group's or host's variables from."""
+        def load(path: Path) -> dict:
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError):
+                return {}  # Ansible itself reports a file it cannot read
+            return data if isinstance(data, dict) else {}
+
+        def files(base: Path, name: str):
+            for path in [base / f"{name}{ext}" for ext in ("", ".yml", ".yaml")] + sorted((base / name).glob("*")):
+                if path.is_file() and path.suffix in (".yml", ".yaml", ""):
+                    yield path
+
+        for kind, layer_variable, layer_file in (("group_vars", layers.group_layer_variable, layers.group_layer_file),
+                                                 ("host_vars", lambda _: layers.HOST_LAYER_VARIABLE,
+                                                  layers.host_layer_file)):
+            base = self.repo_root / kind
+            names = sorted({p.name if p.is_dir() else p.stem for p in base.iterdir()} - {"all"}) \
+                if base.is_dir() else []
+            for name in names:
+                for path in files(base, name):
+                    yield (str(path.relative_to(self.repo_root)), "", layer_variable(name), layer_file(name),
+                           load(path))
+        inventory = self.repo_root / INVENTORY_FILE
+
+        def walk(group: str, node):
+            if not isinstance(node, dict):
+                return
+            yield (INVENTORY_FILE, f"{group}.vars.", layers.group_layer_variable(group), layers.group_layer_file(group),
+                   node.get("vars") or {})
+            for host, host_vars in (node.get("hosts") or {}).items():
+                yield (INVENTORY_FILE, f"{host}.", layers.HOST_LAYER_VARIABLE, layers.host_layer_file(host),
+                       host_vars or {})
+            for child, child_node in (node.get("children") or {}).items():
+                yield from walk(child, child_node)
+
+        if inventory.is_file():
+            for group, node in load(inventory).items():
+                yield from walk(group, node)
+
+    def check_base_overrides(self) -> None:
+        """A base variable of group_vars/all set again for a group or a host: Ansible does not
+        merge variables, so those sites would get the new value in place of the city's whole list
+        or mapping, and the compiler would take it for the base. The layers merge; this does not."""
+        for where, prefix, layer_variable, layer_file, variables in self._variable_sources():
+            if not isinstance(variables, dict):
+                continue
+            for variable, value in variables.items():
+                if variable in layers.BASE_VARIABLES:
+                    key, base_file = layers.BASE_VARIABLES[variable]
+                    self.err(where, f"{prefix}{variable}", value,
+                             f"is the city's base variable of {base_file}: set here it replaces the city's whole "
+                             f"{key} at these sites instead of merging with them (Ansible does not merge variables)",
+                             f"remove it here and write only the change as {layer_variable}.{key} in {layer_file} "
+                             f"(merged by name with the city's, docs/policy.md#layers), or edit {base_file} for every site")
+                elif variable in CITY_VARIABLES:
+                    self.err(where, f"{prefix}{variable}", value,
+                             "is a city-wide setting: set here it would differ between the city's sites",
+                             f"remove it here: the city has one {variable}, in {CITY_VARIABLES[variable]}")
 
     def check_unique_ids(self, facts: dict) -> None:
         seen: dict[int, str] = {}

@@ -216,6 +216,75 @@ def check_overlaps(report: Report, where_of: dict, subnets: dict[str, netaddr.IP
                              f"overlaps the management network {mgmt}", "move the LAN out of the management network")
 
 
+def _overlap(a: netaddr.IPNetwork, b: netaddr.IPNetwork) -> bool:
+    return a.first <= b.last and b.first <= a.last
+
+
+def check_wan_networks(report: Report, where_of: dict, addressing: dict, management: list) -> None:
+    """The WAN (the city backbone) is its own range: not a LAN, not the management network; a
+    WAN address is a usable host address and no other site's upstream router."""
+    routers = {}
+    for site, a in sorted(addressing.items()):
+        routers.setdefault(int(a["wan_gateway"]), site)
+    for site, a in sorted(addressing.items()):
+        wan = a["wan"]
+        key, value = f"{site}.gerbang_wan.address", str(wan)
+        if wan.prefixlen < 31 and wan.ip in (wan.network, wan.broadcast):
+            report.error(where_of[site], key, value, f"is the network or broadcast address of {wan.cidr}",
+                         "use a host address inside the WAN network, e.g. 172.16.0.<site id>/24")
+        for other, b in sorted(addressing.items()):
+            if _overlap(wan.cidr, b["subnet"]):
+                report.error(where_of[site], key, value, f"its network {wan.cidr} overlaps the LAN of {other} ({b['subnet']})",
+                             "keep the WAN (the city backbone, 172.16.0.0/24) and the LANs (10.20.<site id>.0/24) apart")
+        for mgmt in management:
+            if _overlap(wan.cidr, mgmt):
+                report.error(where_of[site], key, value, f"its network {wan.cidr} overlaps the management network {mgmt}",
+                             "move the WAN out of the management network (gerbang_network.management_networks)")
+        router_of = routers.get(int(wan.ip))
+        if router_of is not None and router_of != site:
+            report.error(where_of[site], key, value, f"is the upstream router's address (gerbang_wan.gateway of {router_of})",
+                         "give the gateway its own WAN address; the core router's address is the sites' gateway")
+
+
+# Connections that reach a gateway at ansible_host through the management network (the lab
+# enters containers by name or PID instead: no management address there).
+SSH_CONNECTIONS = (None, "ssh", "smart", "paramiko", "paramiko_ssh", "ansible.builtin.ssh",
+                   "ansible.builtin.paramiko_ssh")
+
+
+def check_management_addresses(report: Report, where: str, hosts: dict, site_ids: dict, management: list) -> None:
+    """Every gateway reached over SSH has a management address: an IPv4 address inside the
+    management networks (the only networks its SSH port answers), used by no other gateway."""
+    networks = ", ".join(str(n) for n in management) or "(none configured)"
+    seen: dict[int, str] = {}
+    for site in sorted(hosts):
+        hv = hosts[site]
+        if hv.get("ansible_connection") not in SSH_CONNECTIONS:
+            continue
+        key, value = f"{site}.ansible_host", hv.get("ansible_host")
+        site_id = site_ids.get(site, "<site id>")
+        suggestion = (str(netaddr.IPAddress(management[0].first + site_id))
+                      if management and isinstance(site_id, int) and site_id < management[0].size - 1
+                      else "an address in the management network")
+        if value is None or value == "":
+            report.error(where, key, None, "is not defined: Ansible would reach the gateway by its name",
+                         f"write the gateway's management address, ansible_host: {suggestion}")
+            continue
+        address = parse_ipv4(value)
+        if address is None:
+            report.error(where, key, value, "is not an IPv4 address",
+                         f"write the gateway's management address, e.g. {suggestion}")
+            continue
+        if not any(address in n for n in management):
+            report.error(where, key, value, f"is outside the management networks {networks}",
+                         f"use the gateway's address in the management network ({suggestion}), or add its network "
+                         "to gerbang_network.management_networks in group_vars/all/network.yml")
+        if int(address) in seen:
+            report.error(where, key, value, f"is already the management address of {seen[int(address)]}",
+                         f"give every gateway its own management address ({suggestion})")
+        seen.setdefault(int(address), site)
+
+
 # --- devices ----------------------------------------------------------------------------------
 
 def check_devices(report: Report, site: str, devices: list, subnet: netaddr.IPNetwork, lan_address,

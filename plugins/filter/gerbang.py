@@ -35,7 +35,8 @@ def gerbang_compile(hostvars, groups) -> dict:
     for host in groups.get(policy.GATEWAYS_GROUP, []):
         variables = hostvars[host]
         host_groups = [g for g, members in groups.items() if host in members]
-        wanted = [*policy.HOST_FACTS, *_CITY_VARIABLES, *layers.BASE_VARIABLES, layers.HOST_LAYER_VARIABLE,
+        wanted = [*policy.HOST_FACTS, *policy.CONNECTION_VARIABLES, *_CITY_VARIABLES, *layers.BASE_VARIABLES,
+                  layers.HOST_LAYER_VARIABLE,
                   *(layers.group_layer_variable(g) for g in host_groups)]
         hosts[host] = {key: variables[key] for key in wanted if key in variables}
     return policy.compile_city(hosts, groups)

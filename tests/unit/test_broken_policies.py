@@ -56,10 +56,14 @@ def test_more_categories_than_squid_can_tag_are_rejected(tmp_path):
                for line in lines), lines[:3]
 
 
+NO_SSH = "Unable to execute ssh command line"
+
+
 def _run_validate(inventory: Path, root: Path = REPO_ROOT):
-    # Any connection attempt would go to the loopback discard port and show up as UNREACHABLE.
+    # Any connection attempt would fail on an ssh program that does not exist (NO_SSH), before a
+    # packet is sent; the management addresses stay as written, since validation checks them.
     command = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory),
-               str(REPO_ROOT / "playbooks/validate.yml"), "-e", "ansible_host=127.0.0.1", "-e", "ansible_port=9"]
+               str(REPO_ROOT / "playbooks/validate.yml"), "-e", "ansible_ssh_executable=/nonexistent/gerbang-no-ssh"]
     return subprocess.run(command, capture_output=True, text=True, cwd=root, check=False,
                           env={**__import__("os").environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg")})
 
@@ -71,6 +75,7 @@ def test_validation_play_stops_every_host_without_contacting_any(tmp_path):
     assert result.returncode != 0
     assert "is already registered in host_vars/setda/devices.yml" in result.stdout
     assert "no gateway was touched" in result.stdout
+    assert NO_SSH not in result.stdout + result.stderr
     assert "UNREACHABLE" not in result.stdout
     assert "unreachable=1" not in result.stdout
 
@@ -79,3 +84,14 @@ def test_validation_play_passes_on_production():
     result = _run_validate(REPO_ROOT / "inventory/production")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "failed=1" not in result.stdout and "unreachable=1" not in result.stdout
+    assert NO_SSH not in result.stdout + result.stderr
+
+
+def test_a_connection_attempt_would_show():
+    """The check above can fail: a task that does contact the gateway stops on NO_SSH."""
+    command = [str(Path(sys.executable).with_name("ansible")), "-i", str(REPO_ROOT / "inventory/production"), "setda",
+               "-m", "ansible.builtin.ping", "-e", "ansible_ssh_executable=/nonexistent/gerbang-no-ssh"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, check=False,
+                            env={**__import__("os").environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg")})
+    assert result.returncode != 0
+    assert NO_SSH in result.stdout + result.stderr
