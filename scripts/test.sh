@@ -3,7 +3,8 @@
 #   set-up (venv, host fixes, gateway image) → lint → production validation (no host contacted)
 #   → unit tests → Molecule scenarios → a lab of a few sites rolled out with site.yml, then again
 #   by the no-change fast path and with every role (neither may change anything) → lab behaviour
-#   tests → README command 1 (the whole city: 34 gateways, rollout, printed check). Leaves nothing running.
+#   tests → README command 1 (the whole city: 34 gateways, rollout, printed check) → tear-down, and a
+#   check that no container, namespace, state folder or process of the lab is left (lab.py verify-clean).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1
@@ -61,4 +62,9 @@ GERBANG_LAB_REQUIRED=1 GERBANG_LAB_SITES="$LAB_SITES" pytest -q -p no:cacheprovi
 step "README command 1: the whole city (34 gateways), rollout and printed check"
 cleanup
 bash scripts/city.sh
+
+step "tear-down: nothing of the lab may be left"
+trap - EXIT
+bash scripts/lab/lab-down.sh
+python3 scripts/lab/lab.py verify-clean
 step "done"

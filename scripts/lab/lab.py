@@ -3,6 +3,7 @@
 
     lab.py up [--sites a,b,c]     bring up gateways (default: all 34) with their clients
     lab.py down                   remove everything the lab created
+    lab.py verify-clean           exit 1, naming each, when anything of the lab is left
     lab.py status                 print the lab description (JSON)
 
 Topology (every name carries the lab's name, env GERBANG_LAB, default "lab"):
@@ -16,7 +17,9 @@ Topology (every name carries the lab's name, env GERBANG_LAB, default "lab"):
   <lab>-c<id>-<n> one netns per client device: registered devices take MACs from
               host_vars/<site>/devices.yml, the last client is an unregistered device.
 
-State (PIDs, logs, lab.json describing all of it) lives in /run/gerbang-<lab>/.
+State (PIDs, logs, lab.json describing all of it) lives in /run/gerbang-<lab>/. Every process
+the lab starts outside a container carries GERBANG_LAB_PROCESS=<lab> in its environment, so one
+left running is found after its PID file and namespace are gone.
 Only addresses inside these namespaces are ever used.
 """
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,6 +55,9 @@ DEFAULT_CLIENTS = 2
 # Allowed public sites (in no category): what "the internet still works" means in checks.
 ALLOWED_STANDINS = ["kompas.com", "detik.com", "wikipedia.org", "serangkota.go.id"]
 UNREGISTERED_MAC = "02:00:5e:00:{id:02x}:99"
+# Names of the lab's network namespaces (module docstring); other labs' names never match.
+NETNS_NAME = re.compile(rf"^{re.escape(LAB)}-(inet|g\d+|s\d+|c\d+-\d+)$")
+PROCESS_MARK = "GERBANG_LAB_PROCESS"
 
 
 def sh(*args: str, check: bool = True, quiet: bool = False, **kwargs) -> subprocess.CompletedProcess:
@@ -127,7 +134,7 @@ def lab_certificates(names: list[str]) -> tuple[Path, Path, Path]:
 def start_daemon(name: str, ns: str, *command: str) -> None:
     log = open(RUN / f"{name}.log", "ab")  # noqa: SIM115 (the daemon keeps it)
     proc = subprocess.Popen(["ip", "netns", "exec", ns, *command], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, PROCESS_MARK: LAB})
     (RUN / f"{name}.daemon.pid").write_text(str(proc.pid), encoding="utf-8")
 
 
@@ -294,12 +301,56 @@ def down() -> None:
     print(f"lab {LAB}: down")
 
 
+def marked_processes(lab: str = LAB) -> list[str]:
+    """Live processes started by the lab (PROCESS_MARK in their environment), as "pid command"."""
+    mark = f"{PROCESS_MARK}={lab}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if mark not in (proc / "environ").read_bytes().split(b"\0"):
+                continue
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            state = next((line.split()[1] for line in (proc / "status").read_text().splitlines()
+                          if line.startswith("State:")), "?")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if state != "Z":
+            found.append(f"{proc.name} {command}")
+    return found
+
+
+def leftovers() -> list[str]:
+    """What of this lab still exists: containers, namespaces, the state folder, processes."""
+    left = []
+    containers = sh("podman", "ps", "-a", "--format", "{{.Names}}", "--filter", f"label=gerbang-lab={LAB}",
+                    check=False).stdout.split()
+    left += [f"container {name}" for name in containers]
+    namespaces = [line.split(" ")[0] for line in sh("ip", "netns", "list", check=False).stdout.splitlines()]
+    left += [f"network namespace {name}" for name in namespaces if NETNS_NAME.match(name)]
+    if RUN.exists():
+        left.append(f"state folder {RUN}")
+    left += [f"process {entry}" for entry in marked_processes()]
+    return left
+
+
+def verify_clean() -> int:
+    left = leftovers()
+    for entry in left:
+        print(f"lab {LAB}: left behind: {entry}", file=sys.stderr)
+    if not left:
+        print(f"lab {LAB}: nothing left (no container, network namespace, state folder or process)")
+    return 1 if left else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="The Gerbang Kota lab (see the module docstring).")
     sub = parser.add_subparsers(dest="command", required=True)
     up_parser = sub.add_parser("up")
     up_parser.add_argument("--sites", help="comma-separated site names (default: every gateway)")
     sub.add_parser("down")
+    sub.add_parser("verify-clean")
     sub.add_parser("status")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -308,6 +359,8 @@ def main() -> int:
         up([s for s in args.sites.split(",") if s] if args.sites else None)
     elif args.command == "down":
         down()
+    elif args.command == "verify-clean":
+        return verify_clean()
     else:
         state = RUN / "lab.json"
         print(state.read_text(encoding="utf-8") if state.exists() else f"lab {LAB} is not up")

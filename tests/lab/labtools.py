@@ -104,7 +104,8 @@ def dhcp(ns: str, timeout: float = 10) -> str | None:
     release(ns)
     proc = subprocess.Popen(["ip", "netns", "exec", ns, "dhclient", "-1", "-d", "-sf", str(DHCP_HOOK),
                              "-lf", str(lease_file), "-pf", str(pid_file), "eth0"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "GERBANG_LAB_PROCESS": LAB})  # lab.py verify-clean finds it
     deadline = time.monotonic() + timeout
     address = None
     while time.monotonic() < deadline:
