@@ -4,10 +4,13 @@
     scripts/lab/city-check.sh [--sites a,b,c] [--seconds 3]
 
 Per site: a registered device asks for a lease, the unregistered device asks too, the
-registered device opens one site its office blocks at this moment and one it allows, then
-measures its download rate through the shaper (iperf3). Every line is an observation; the
-expectation from the compiled policy is printed beside it, and the exit code is 1 when any
-observation differs from it.
+registered device opens a site of a category whose block depends on the time of day — blocked
+now when such a window is active, else shown allowed outside its window — and one site it
+always may open, then measures its download rate through the shaper (iperf3). A block counts
+only when the gateway gave it: its DNS answers with the gateway's own address (the block page)
+and Squid, reached with the name's real address, cuts the connection and logs it DENIED with
+the category. Every line is an observation; the expectation from the compiled policy is printed
+beside it, and the exit code is 1 when any observation differs from it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,6 +31,8 @@ from gerbang_kota import schedule  # noqa: E402
 DEFAULT_SITES = ["diskominfo", "kec-kasemen", "rsud", "setda", "bappeda"]
 # HTB counts layer-2 bytes; iperf3 reports TCP goodput (1448 of each 1514 bytes).
 GOODPUT_RATIO = 1448 / 1514
+# curl's exit when Squid closes the TLS handshake of a blocked name (no decryption, no page).
+CURL_EXIT_TLS_CUT = {35, 56}
 
 
 class Report:
@@ -47,12 +53,94 @@ def pick_allowed(site: dict, blocked_categories: list[str], names: dict) -> str:
     raise SystemExit("city-check: no allowed stand-in name found")
 
 
+def time_windowed(site: dict) -> list[str]:
+    """Categories the site blocks in some windows only (no block of theirs is `always`)."""
+    always = {b["category"] for b in site["blocks"] if site["schedules"][b["schedule"]].get("always")}
+    return sorted({b["category"] for b in site["blocks"]} - always)
+
+
+def pick_category(site: dict, now: dt.datetime, names: dict) -> tuple[str, bool, str] | None:
+    """(category, blocked now, why) for the check: a time-windowed category blocked now if there
+    is one, else a time-windowed one allowed now, else one always blocked. The decision is
+    schedule.active_blocks'; a category whose decision changes within two minutes (a browser
+    follows a DNS change within about two minutes) is not picked."""
+    settled_blocked = set(schedule.active_blocks(site, now - dt.timedelta(minutes=1))) & \
+        set(schedule.active_blocks(site, now)) & set(schedule.active_blocks(site, now + dt.timedelta(minutes=2)))
+    blocked_any = set().union(*(schedule.active_blocks(site, now + dt.timedelta(minutes=m)) for m in (-1, 0, 2)))
+    served = [c for c in sorted(site["categories"]) if any(d in names for d in site["categories"][c]["domains"])]
+    windowed = [c for c in time_windowed(site) if c in served]
+    for category in windowed:
+        if category in settled_blocked:
+            return category, True, f"inside its window ({window_title(site, category)})"
+    for category in windowed:
+        if category not in blocked_any:
+            return category, False, f"outside its window ({window_title(site, category)})"
+    for category in served:
+        if category in settled_blocked:
+            return category, True, "blocked at all hours (no time-windowed category to show)"
+    return None
+
+
+def window_title(site: dict, category: str) -> str:
+    return "; ".join(site["schedules"][b["schedule"]]["title"] for b in site["blocks"] if b["category"] == category)
+
+
+def squid_denied(name: str, client_ip: str, category: str, domain: str, before: int) -> str | None:
+    """The gateway's access-log line (written after byte ``before``) denying this request, if any."""
+    for _ in range(10):
+        log = labtools.on_gateway(name, "tail", "-c", f"+{before + 1}", "/var/log/squid/access.log").stdout
+        for line in log.splitlines():
+            if f" {client_ip} " in line and f" DENIED {category} " in line and f" {domain} " in line:
+                return line
+        time.sleep(0.5)
+    return None
+
+
+def access_log_size(name: str) -> int:
+    out = labtools.on_gateway(name, "stat", "-c", "%s", "/var/log/squid/access.log").stdout.strip()
+    return int(out) if out.isdigit() else 0
+
+
+def check_category(name: str, site: dict, client: dict, address: str, now: dt.datetime, names: dict,
+                   report: Report) -> None:
+    """Open a site of the picked category: blocked by the gateway now, or allowed now."""
+    picked = pick_category(site, now, names)
+    if picked is None:
+        print(f"  --  no category to show at this minute (blocks: "
+              f"{', '.join(sorted({b['category'] for b in site['blocks']})) or 'none'})")
+        return
+    category, blocked, why = picked
+    domain = next(d for d in site["categories"][category]["domains"] if d in names)
+    gateway = site["lan"]["address"]
+    answer = labtools.dig(client["ns"], gateway, domain)
+    if not blocked:
+        print(f"  --  {category} is allowed now: {why}")
+        code, status, body = labtools.curl(client["ns"], f"https://{domain}/", resolve_to=names[domain], timeout=5)
+        report.line(f"allowed ({category}) DNS {domain}", " ".join(answer) or "no answer", answer == [names[domain]],
+                    names[domain])
+        report.line(f"allowed ({category}) https://{domain}", f"curl exit {code}, HTTP {status or '-'}",
+                    code == 0 and status == "200" and domain in body, "HTTP 200 with the site's page")
+        return
+    print(f"  --  {category} is blocked now: {why}")
+    # The gateway's DNS answers with its own address (the block page), not the site's.
+    report.line(f"blocked ({category}) DNS {domain}", " ".join(answer) or "no answer", answer == [gateway],
+                f"{gateway} (the gateway's block page)")
+    # Past DNS, with the name's real address: Squid must cut it and log it as its own decision.
+    before = access_log_size(name)
+    code, status, body = labtools.curl(client["ns"], f"https://{domain}/", resolve_to=names[domain], timeout=5)
+    line = squid_denied(name, address, category, domain, before)
+    loaded = code == 0 and status == "200" and domain in body
+    report.line(f"blocked ({category}) https://{domain}", f"curl exit {code}, Squid: "
+                + ("DENIED " + category if line else "no DENIED line") + (" (page loaded)" if loaded else ""),
+                not loaded and code in CURL_EXIT_TLS_CUT and line is not None,
+                f"connection cut by Squid (curl exit 35/56) and logged DENIED {category}")
+
+
 def check_site(name: str, seconds: float, port: int, report: Report) -> None:
     lab_site = labtools.state()["sites"][name]
     site = labtools.compiled_site(name)
     now = dt.datetime.now(dt.timezone.utc)
     local = schedule.local_time(site, now)
-    blocked_now = schedule.active_blocks(site, now)
     print(f"{name} ({site['title']}), {local:%a %H:%M} {site['timezone']}, LAN {site['lan']['subnet']}")
 
     registered = next(c for c in lab_site["clients"] if c["registered"])
@@ -67,16 +155,8 @@ def check_site(name: str, seconds: float, port: int, report: Report) -> None:
         return
 
     names = labtools.state()["internet"]["names"]
-    if blocked_now:
-        category = blocked_now[0]
-        domain = next(d for d in site["categories"][category]["domains"] if d in names)
-        code, status, body = labtools.curl(registered["ns"], f"https://{domain}/", timeout=5)
-        loaded = code == 0 and status == "200" and domain in body
-        report.line(f"blocked ({category}) https://{domain}", f"curl exit {code}, HTTP {status or '-'}"
-                    + (" (page loaded)" if loaded else " (not loaded)"), not loaded, f"{category} blocked now")
-    else:
-        print(f"  --  no category is blocked at {local:%a %H:%M} (blocks: "
-              f"{', '.join(sorted({b['category'] for b in site['blocks']})) or 'none'})")
+    blocked_now = schedule.active_blocks(site, now)
+    check_category(name, site, registered, address, now, names, report)
     allowed = pick_allowed(site, blocked_now, names)
     code, status, body = labtools.curl(registered["ns"], f"https://{allowed}/", timeout=5)
     report.line(f"allowed https://{allowed}", f"curl exit {code}, HTTP {status or '-'}",
