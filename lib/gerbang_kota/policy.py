@@ -231,8 +231,9 @@ class _CityCompiler:
         def walk(group: str, node):
             if not isinstance(node, dict):
                 return
-            yield (INVENTORY_FILE, f"{group}.vars.", layers.group_layer_variable(group), layers.group_layer_file(group),
-                   node.get("vars") or {})
+            # Group all of the inventory file has no layer, and group_vars/all outranks it.
+            yield (INVENTORY_FILE, f"{group}.vars.", None if group == "all" else layers.group_layer_variable(group),
+                   layers.group_layer_file(group), node.get("vars") or {})
             for host, host_vars in (node.get("hosts") or {}).items():
                 yield (INVENTORY_FILE, f"{host}.", layers.HOST_LAYER_VARIABLE, layers.host_layer_file(host),
                        host_vars or {})
@@ -251,7 +252,12 @@ class _CityCompiler:
             if not isinstance(variables, dict):
                 continue
             for variable, value in variables.items():
-                if variable in layers.BASE_VARIABLES:
+                if variable in layers.BASE_VARIABLES and layer_variable is None:
+                    base_file = layers.BASE_VARIABLES[variable][1]
+                    self.err(where, f"{prefix}{variable}", value,
+                             f"is never used: {base_file} takes precedence over the inventory file",
+                             f"remove it here and edit {base_file}")
+                elif variable in layers.BASE_VARIABLES:
                     key, base_file = layers.BASE_VARIABLES[variable]
                     self.err(where, f"{prefix}{variable}", value,
                              f"is the city's base variable of {base_file}: set here it replaces the city's whole "
