@@ -29,6 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 import shaping_measure as measure  # noqa: E402
 
+# Parallel streams of device 0 in the fairness and government-app measurements (as
+# tests/lab/test_shaping.py): a device with more demand than the others.
+GREEDY_STREAMS = 8
+
 
 @dataclass
 class SiteUnderTest:
@@ -38,8 +42,8 @@ class SiteUnderTest:
     upstream: tuple[str, str]        # (netns, address) where iperf3 servers run
     govapp: tuple[str, str]          # (netns, address) of a government app
 
-    def flow(self, client, download=True, server=None):
-        return measure.Flow(*client, *(server or self.upstream), download)
+    def flow(self, client, download=True, server=None, streams=1):
+        return measure.Flow(*client, *(server or self.upstream), download, streams)
 
 
 def measure_site(sut: SiteUnderTest, seconds: float = 5) -> dict:
@@ -51,40 +55,34 @@ def measure_site(sut: SiteUnderTest, seconds: float = 5) -> dict:
     [up] = measure.run_flows([sut.flow(sut.clients[0], download=False)], seconds)
     out["download"] = {"goodput": down, "expected": measure.expected_goodput(dev_ceil)}
     out["upload"] = {"goodput": up, "expected": measure.expected_goodput(min(bw["device_ceil_mbit"], up_ceil))}
-    shares = measure.run_flows([sut.flow(c) for c in sut.clients[:5]], seconds + 1, omit=2)
+    # Unequal demand: device 0 opens GREEDY_STREAMS streams, the others one each.
+    shares = measure.run_flows([sut.flow(c, streams=GREEDY_STREAMS if i == 0 else 1) for i, c in enumerate(sut.clients[:5])],
+                               seconds + 1, omit=2)
     out["fairness"] = {"shares": shares, "jain": measure.jain(shares), "sum": sum(shares),
                        "expected_sum": measure.expected_goodput(ceil)}
-    # Government app: one bulk flow from the app while the other devices saturate.
-    busy = [sut.flow(c) for c in sut.clients[1:5]]
-    rates = measure.run_flows([sut.flow(sut.clients[0], server=sut.govapp)] + busy, seconds + 1, omit=2)
-    out["govapp"] = {"goodput": rates[0], "guaranteed": measure.expected_goodput(bw["govapp_rate_mbit"]),
-                     "others": rates[1:]}
-    # Latency of the government-app class: idle, then while the other devices saturate.
+    # Government app: one bulk flow from the app to device 0 while device 0 itself saturates the
+    # site with GREEDY_STREAMS streams from the internet and four others one stream each (without
+    # class 1:2 the app would share device 0's class with its own streams).
+    saturating = [sut.flow(sut.clients[0], streams=GREEDY_STREAMS)] + [sut.flow(c) for c in sut.clients[1:5]]
+    gov = sut.flow(sut.clients[0], server=sut.govapp)
+    before = measure.class_bytes(sut.gateway, sut.site["lan"]["interface"])
+    results = measure.run_flows_detailed([gov] + saturating, seconds + 1, omit=2)
+    after = measure.class_bytes(sut.gateway, sut.site["lan"]["interface"])
+    out["govapp"] = {"goodput": results[0]["mbit"], "guaranteed": measure.expected_goodput(bw["govapp_rate_mbit"]),
+                     "bytes": results[0]["bytes_total"], "class_bytes": after.get("1:2", 0) - before.get("1:2", 0),
+                     "others": [r["mbit"] for r in results[1:]]}
+    # Latency of the government-app class from that saturating device: idle, then loaded; its
+    # ping to the internet meanwhile waits in its own queue (what the app would see without 1:2).
     idle = measure.ping(*sut.clients[0], sut.govapp[1], count=20)
-    with Background([sut.flow(c) for c in sut.clients[1:5]], seconds=12):
-        time.sleep(2)
+    background = measure.start_background(saturating, seconds=14)
+    try:
+        time.sleep(3)
         loaded = measure.ping(*sut.clients[0], sut.govapp[1], count=30, interval=0.2)
-        device_loaded = measure.ping(*sut.clients[0], sut.upstream[1], count=10, interval=0.2)
-    out["latency"] = {"govapp_idle": idle, "govapp_loaded": loaded, "idle_device_loaded": device_loaded}
+        own_queue = measure.ping(*sut.clients[0], sut.upstream[1], count=20, interval=0.2)
+    finally:
+        measure.finish_background(background)
+    out["latency"] = {"govapp_idle": idle, "govapp_loaded": loaded, "own_queue_loaded": own_queue}
     return out
-
-
-class Background:
-    """Saturating flows that run while the body of the `with` measures something else."""
-
-    def __init__(self, flows, seconds):
-        self.flows, self.seconds, self.proc = flows, seconds, None
-
-    def __enter__(self):
-        code = ("import sys, json; sys.path.insert(0, %r); import shaping_measure as m; "
-                "flows = [m.Flow(*f) for f in json.loads(sys.argv[1])]; m.run_flows(flows, %r, omit=0, base_port=5501)"
-                % (str(REPO / "bench"), self.seconds))
-        spec = json.dumps([[f.client_ns, f.client_ip, f.server_ns, f.server_ip, f.download] for f in self.flows])
-        self.proc = subprocess.Popen([sys.executable, "-c", code, spec])
-        return self
-
-    def __exit__(self, *exc):
-        self.proc.wait(timeout=self.seconds + 30)
 
 
 # ---- standalone: a gateway namespace running the role's rendered script ----------------------
@@ -170,15 +168,17 @@ def report(result: dict) -> None:
     print(f"  download, one device   {pct(result['download']['goodput'], result['download']['expected'])}")
     print(f"  upload, one device     {pct(result['upload']['goodput'], result['upload']['expected'])}")
     fair = result["fairness"]
-    print(f"  {len(fair['shares'])} devices together   {' '.join(f'{s:.2f}' for s in fair['shares'])}  "
+    print(f"  {len(fair['shares'])} devices together (first with {GREEDY_STREAMS} streams)  {' '.join(f'{s:.2f}' for s in fair['shares'])}  "
           f"Jain {fair['jain']:.3f}  sum {pct(fair['sum'], fair['expected_sum'])}")
     gov = result["govapp"]
-    print(f"  govapp flow, 4 busy    {gov['goodput']:7.2f} Mbit/s (guaranteed {gov['guaranteed']:.2f}); "
+    print(f"  govapp flow to a device saturating itself + 4 busy  {gov['goodput']:7.2f} Mbit/s (guaranteed "
+          f"{gov['guaranteed']:.2f}); class 1:2 +{gov['class_bytes']} B for {gov['bytes']} B received; "
           f"others {' '.join(f'{s:.2f}' for s in gov['others'])}")
     lat = result["latency"]
     print(f"  govapp ping idle       median {lat['govapp_idle']['median']:.3f} ms  p95 {lat['govapp_idle']['p95']:.3f} ms")
-    print(f"  govapp ping, 4 busy    median {lat['govapp_loaded']['median']:.3f} ms  p95 {lat['govapp_loaded']['p95']:.3f} ms")
-    print(f"  idle-device ping, 4 busy {lat['idle_device_loaded']['median']:.3f} ms  p95 {lat['idle_device_loaded']['p95']:.3f} ms")
+    print(f"  govapp ping, loaded    median {lat['govapp_loaded']['median']:.3f} ms  p95 {lat['govapp_loaded']['p95']:.3f} ms")
+    print(f"  same device to the internet, loaded (its own queue) median {lat['own_queue_loaded']['median']:.3f} ms  "
+          f"p95 {lat['own_queue_loaded']['p95']:.3f} ms")
 
 
 def main() -> int:

@@ -10,12 +10,15 @@ Accuracy is judged against that expected goodput.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 GOODPUT_RATIO = 1448 / 1514  # 0.956
 
@@ -43,6 +46,7 @@ class Flow:
     server_ns: str
     server_ip: str
     download: bool = True  # True: upstream sends to the client (iperf3 -R)
+    streams: int = 1       # parallel TCP streams of this flow (iperf3 -P): a device with more demand
 
 
 def _start_server(flow: Flow, port: int) -> subprocess.Popen:
@@ -60,29 +64,60 @@ def _start_server(flow: Flow, port: int) -> subprocess.Popen:
 
 def run_flows(flows: list[Flow], seconds: float = 5, omit: int = 1, base_port: int = 5401) -> list[float]:
     """Run the flows at the same time; return each one's receiver goodput in Mbit/s."""
+    return [r["mbit"] for r in run_flows_detailed(flows, seconds, omit, base_port)]
+
+
+def run_flows_detailed(flows: list[Flow], seconds: float = 5, omit: int = 1, base_port: int = 5401) -> list[dict]:
+    """Run the flows at the same time; per flow the receiver's goodput in Mbit/s and ``bytes``,
+    the omitted start left out, and ``bytes_total``: for a download every payload byte the client
+    received, the omitted seconds included (what a class counter on the path saw, less the
+    headers); for an upload the same as ``bytes``."""
     servers = [_start_server(flow, base_port + i) for i, flow in enumerate(flows)]
     clients = []
     try:
         for i, flow in enumerate(flows):
             argv = ["iperf3", "-c", flow.server_ip, "-B", flow.client_ip, "-p", str(base_port + i),
-                    "-t", str(seconds), "-O", str(omit), "-J"]
+                    "-t", str(seconds), "-O", str(omit), "-P", str(flow.streams), "-J"]
             if flow.download:
                 argv.append("-R")
             clients.append(subprocess.Popen(netns(flow.client_ns, *argv), stdout=subprocess.PIPE,
                                             stderr=subprocess.PIPE, text=True))
         results = []
-        for proc in clients:
+        for proc, flow in zip(clients, flows):
             out, err = proc.communicate(timeout=seconds + omit + 20)
             data = json.loads(out) if out.strip() else {}
             if proc.returncode != 0 or "error" in data:
                 raise RuntimeError(f"iperf3 failed: {data.get('error', err)}")
-            results.append(data["end"]["sum_received"]["bits_per_second"] / 1e6)
+            received = data["end"]["sum_received"]
+            # For -R the client is the receiver and its intervals count what it received.
+            total = sum(i["sum"]["bytes"] for i in data["intervals"]) if flow.download else received["bytes"]
+            results.append({"mbit": received["bits_per_second"] / 1e6, "bytes": received["bytes"],
+                            "bytes_total": total})
         return results
     finally:
         for proc in clients + servers:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def start_background(flows: list[Flow], seconds: float, base_port: int = 5501) -> subprocess.Popen:
+    """Saturating flows in a child process, while the caller measures something else; read
+    their outcome with finish_background (a failed iperf3 makes it raise)."""
+    code = ("import sys, json; sys.path.insert(0, %r); import shaping_measure as m; "
+            "flows = [m.Flow(**f) for f in json.loads(sys.argv[1])]; "
+            "print(json.dumps(m.run_flows_detailed(flows, %r, omit=0, base_port=%d)))"
+            % (str(Path(__file__).resolve().parent), seconds, base_port))
+    spec = json.dumps([dataclasses.asdict(f) for f in flows])
+    return subprocess.Popen([sys.executable, "-c", code, spec], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def finish_background(proc: subprocess.Popen, timeout: float = 60) -> list[dict]:
+    out, err = proc.communicate(timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"background flows failed (exit {proc.returncode}): {err.strip()[-2000:]}")
+    return json.loads(out)
 
 
 def ping(ns: str, source: str, target: str, count: int = 20, interval: float = 0.2) -> dict:

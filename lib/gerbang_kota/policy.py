@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -330,7 +331,7 @@ class _CityCompiler:
         subnet, lan_address = addr["subnet"], addr["lan_address"]
         devices = check_devices(self.report, host, devices_raw if devices_ok else [], subnet, lan_address,
                                 macs_seen, self.today)
-        bandwidth = self.site_bandwidth(host, facts["gerbang_allocation"], policy["bandwidth"])
+        bandwidth = self.site_bandwidth(host, facts["gerbang_allocation"], policy["bandwidth"], len(devices))
         schedules, blocks = self.site_blocks(host, merged, site_groups)
         if self.report.error_count > errors_before:
             return None
@@ -415,10 +416,13 @@ class _CityCompiler:
                 "expires": d["_expires"].isoformat() if d["_expires"] else None,
                 "host_index": host_index, "class_minor": minor, "classid": f"1:{minor:x}"}
 
-    def site_bandwidth(self, host: str, allocation: dict, policy_bw: dict) -> dict:
+    def site_bandwidth(self, host: str, allocation: dict, policy_bw: dict, devices: int) -> dict:
         rate, ceil = allocation["rate_mbit"], allocation["ceil_mbit"]
+        upload_rate = allocation.get("upload_rate_mbit", rate)
+        upload_ceil = allocation.get("upload_ceil_mbit", ceil)
         device_rate = policy_bw.get("device_rate_mbit", 1)
         device_ceil = policy_bw.get("device_ceil_mbit") or ceil
+        default_rate = policy_bw.get("default_rate_mbit", 1)
         if device_rate > ceil:
             self.err("group_vars/all/bandwidth.yml", "gerbang_bandwidth.device_rate_mbit", device_rate,
                      f"is above the ceiling of {host} ({ceil} Mbit/s)",
@@ -427,17 +431,63 @@ class _CityCompiler:
             self.err("group_vars/all/bandwidth.yml", "gerbang_bandwidth.device_ceil_mbit", device_ceil,
                      f"is above the ceiling of {host} ({ceil} Mbit/s)", "write a lower value or null (= site ceiling)")
         share = policy_bw.get("govapp_share_percent", 20)
-        govapp_rate = round(rate * share / 100, 3)
+        govapp_rate = max(round(rate * share / 100, 3), 0)
+        upload_govapp_rate = min(govapp_rate, upload_rate)
+        download = self.device_guarantee(host, "ceil_mbit", ceil, govapp_rate, default_rate, device_rate, devices)
+        upload = self.device_guarantee(host, "upload_ceil_mbit", upload_ceil, upload_govapp_rate, default_rate,
+                                       device_rate, devices)
+        self.warn_device_guarantee(host, device_rate, devices, download, upload)
         return {
             "contract_mbit": policy_bw.get("contract_mbit"),
             "rate_mbit": rate, "ceil_mbit": ceil,
-            "upload_rate_mbit": allocation.get("upload_rate_mbit", rate),
-            "upload_ceil_mbit": allocation.get("upload_ceil_mbit", ceil),
-            "device_rate_mbit": device_rate, "device_ceil_mbit": min(device_ceil, ceil),
-            "govapp_rate_mbit": govapp_rate if govapp_rate > 0 else 0,
-            "govapp_ceil_mbit": ceil,
+            "upload_rate_mbit": upload_rate, "upload_ceil_mbit": upload_ceil,
+            # The policy's figure ("one user, one megabit"); the report's reallocation floor.
+            "device_rate_mbit": device_rate,
+            # What each device class is given (the HTB rate the shaping role renders): the policy's
+            # figure, or less where the site's ceiling cannot hold every device's (validation warns).
+            "device_guaranteed_mbit": download["share"], "upload_device_guaranteed_mbit": upload["share"],
+            "device_ceil_mbit": min(device_ceil, ceil), "upload_device_ceil_mbit": min(device_ceil, upload_ceil),
+            "default_rate_mbit": default_rate,
+            "govapp_rate_mbit": govapp_rate, "govapp_ceil_mbit": ceil,
+            "upload_govapp_rate_mbit": upload_govapp_rate, "upload_govapp_ceil_mbit": upload_ceil,
             "govapp_share_percent": share,
         }
+
+    def device_guarantee(self, host: str, ceil_key: str, ceil: float, govapp_rate: float, default_rate: float,
+                         device_rate: float, devices: int) -> dict:
+        """One direction's guaranteed rate per device class. HTB lets a class below its own rate
+        send without asking its parent, so the rates of the site root's children (government
+        apps, default class, every device) must add up to at most the root's rate (= the site
+        ceiling), or the ceiling is not enforced and no guarantee holds. The fair share is
+        rounded down to the kbit/s the tc script is written in."""
+        left = ceil - govapp_rate - default_rate
+        share = device_rate
+        if devices and left < devices * device_rate:
+            share = math.floor(round(max(left, 0) / devices * 1000, 6)) / 1000
+        if left < 0 or (devices and share <= 0):
+            self.err(INVENTORY_FILE, f"{host}.gerbang_allocation.{ceil_key}", ceil,
+                     f"leaves nothing for the {devices} registered devices once the government apps "
+                     f"({govapp_rate} Mbit/s) and the default class ({default_rate} Mbit/s) are guaranteed",
+                     "raise the ceiling, or lower govapp_share_percent or default_rate_mbit "
+                     "(group_vars/all/bandwidth.yml)")
+        needed = round(devices * device_rate + govapp_rate + default_rate, 3)
+        return {"key": ceil_key, "ceil": ceil, "govapp": govapp_rate, "default": default_rate, "share": share,
+                "needed": needed}
+
+    def warn_device_guarantee(self, host: str, device_rate: float, devices: int, download: dict, upload: dict) -> None:
+        reduced = [d for d in (download, upload) if 0 < d["share"] < device_rate]
+        same = len(reduced) == 2 and all(download[k] == upload[k] for k in ("ceil", "govapp", "share"))
+        for found in reduced[:1] if same else reduced:
+            direction = "download and upload" if same else ("download" if found is download else "upload")
+            keys = "ceil_mbit and upload_ceil_mbit" if same else found["key"]
+            self.report.warning(
+                INVENTORY_FILE, f"{host}.gerbang_allocation.{found['key']}", found["ceil"],
+                f"{devices} registered devices × {device_rate:g} Mbit/s (gerbang_bandwidth.device_rate_mbit) + "
+                f"government apps {found['govapp']:g} + default class {found['default']:g} Mbit/s = "
+                f"{found['needed']:g} Mbit/s, more than the site's {direction} ceiling: each device is guaranteed "
+                f"its fair share of {found['share']:g} Mbit/s instead of {device_rate:g}",
+                f"raise {host}'s gerbang_allocation ({keys}) to at least {found['needed']:g} Mbit/s, or accept "
+                f"{found['share']:g} Mbit/s per device (a device still borrows up to the ceiling when others are idle)")
 
     def check_policy_meaning(self, host: str, merged: layers.MergedPolicy, site_groups: list[str]) -> None:
         policy = merged.data

@@ -106,6 +106,7 @@ def _policy_properties(full: bool) -> dict:
                 "device_rate_mbit": _mbit,
                 "device_ceil_mbit": {"type": ["number", "null"], "exclusiveMinimum": 0,
                                      "x-fix": "write a positive number of Mbit/s, or null for the site's ceiling"},
+                "default_rate_mbit": _mbit,
                 "govapp_share_percent": {"type": "number", "minimum": 0, "maximum": 100,
                                          "x-fix": "write a percentage between 0 and 100"},
             },

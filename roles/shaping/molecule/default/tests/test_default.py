@@ -84,7 +84,13 @@ def test_tree_has_one_class_per_device(host, lab, device):
     expected = {"1:1", "1:2", "1:3"} | {d["classid"] for d in site["devices"]}
     assert class_ids(host, device) == expected
     ceil = site["bandwidth"]["ceil_mbit" if device == "eth1" else "upload_ceil_mbit"]
-    assert re.search(rf"class htb 1:1 root rate \S+ ceil {ceil}Mbit", host.check_output(f"tc class show dev {device}"))
+    classes = host.check_output(f"tc class show dev {device}")
+    assert re.search(rf"class htb 1:1 root rate \S+ ceil {ceil}Mbit", classes)
+    # HTB lets a child below its own rate send past its parent: the guarantees must fit the root.
+    scale = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}
+    children = sum(float(value) * scale[unit] for value, unit in
+                   re.findall(r"^class htb \S+ parent 1:1 .*? rate ([\d.]+)([KMG]?)bit", classes, re.M))
+    assert 0 < children <= ceil * 1e6, classes
 
 
 def test_download_of_one_device_reaches_its_ceiling(host, lab, classified):
