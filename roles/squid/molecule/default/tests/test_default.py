@@ -202,7 +202,7 @@ def test_unregistered_device_is_refused_and_logged(host, lab, nft_redirects):
     rc, code, _ = curl(lab, "http://example.org/", client=lab["unregistered"])
     assert code == 403
     lines = wait_for_log(host, ACCESS_LOG, f" {lab['unregistered']} - DENIED unregistered ")
-    assert lines
+    assert lines and lines[-1].endswith(' "-"'), lines
 
 
 def test_log_names_the_device_the_decision_and_the_category(host, lab, nft_redirects):
@@ -231,8 +231,8 @@ def test_government_apps_are_never_cached(host, lab, nft_redirects):
         curl(lab, "http://lapor.go.id/cacheable")
         curl(lab, "http://example.net/cacheable")
     time.sleep(1)
-    gov = [line.split()[-1] for line in log_lines(host, ACCESS_LOG, "GET lapor.go.id")]
-    other = [line.split()[-1] for line in log_lines(host, ACCESS_LOG, "GET example.net")]
+    gov = [line.split()[10] for line in log_lines(host, ACCESS_LOG, "GET lapor.go.id")]
+    other = [line.split()[10] for line in log_lines(host, ACCESS_LOG, "GET example.net")]
     assert gov[-2:] == ["TCP_MISS", "TCP_MISS"]
     assert other[-1] in ("TCP_MEM_HIT", "TCP_HIT"), "the control object must be cacheable, or this test proves nothing"
 
