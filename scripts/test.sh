@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1
 # Sites of different groups, allocations and roles (the behaviour tests name them).
-LAB_SITES=${LAB_SITES:-setda,bappeda,bapenda,diskominfo,rsud,kec-kasemen,mcc}
+LAB_SITES=${LAB_SITES:-setda,bappeda,bapenda,diskominfo,dindikbud,rsud,kec-kasemen,mcc}
 step() { printf '\n=== %s (%s s)\n' "$*" "$SECONDS"; }
 
 step "set-up"

@@ -149,7 +149,9 @@ def test_safesearch_names_resolve_to_the_safe_endpoints(client, clock_on):
     ns, _ = client
     clock_on(SITE, "2026-11-23 17:00")  # outside working hours: youtube is not blocked
     expected = {t["engine"]: t["address"] for t in L.compiled_site(SITE)["safe_mode"]["safesearch_targets"]}
-    assert L.dig(ns, gateway_ip(SITE), "www.google.com") == [expected["google"]]
+    # Google's guide: www.google.com and every country domain (the neighbours' ones too).
+    for name in ("www.google.com", "www.google.co.id", "google.co.id", "www.google.com.sg", "www.google.com.my", "www.google.co.uk"):
+        assert L.dig(ns, gateway_ip(SITE), name) == [expected["google"]], name
     assert L.dig(ns, gateway_ip(SITE), "www.bing.com") == [expected["bing"]]
     assert L.dig(ns, gateway_ip(SITE), "www.youtube.com") == [expected["youtube"]]
     assert L.dig(ns, gateway_ip(SITE), "duckduckgo.com") == [expected["duckduckgo"]]

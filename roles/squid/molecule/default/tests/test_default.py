@@ -14,6 +14,7 @@ docs/architecture.md), plus redirects of the second client to a clock-shifted co
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import os
 import re
@@ -201,7 +202,7 @@ def test_unregistered_device_is_refused_and_logged(host, lab, nft_redirects):
     rc, code, _ = curl(lab, "http://example.org/", client=lab["unregistered"])
     assert code == 403
     lines = wait_for_log(host, ACCESS_LOG, f" {lab['unregistered']} - DENIED unregistered ")
-    assert lines
+    assert lines and lines[-1].endswith(' "-"'), lines
 
 
 def test_log_names_the_device_the_decision_and_the_category(host, lab, nft_redirects):
@@ -212,8 +213,11 @@ def test_log_names_the_device_the_decision_and_the_category(host, lab, nft_redir
     allowed = wait_for_log(host, ACCESS_LOG, f"{lab['live_client']} {device['name']} ALLOWED govapp 200 ")
     assert any("GET www.roblox.com" in line for line in denied)
     assert any("GET siapkeh.serangkota.go.id" in line for line in allowed)
-    # time, client, device, decision, category, status, bytes, method, host, SNI, Squid status
-    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \S+ \S+ \S+ \S+ \d+ \d+ \S+ \S+ \S+ \S+$", denied[-1])
+    # time, client, device, decision, category, status, bytes, method, host, SNI, Squid status,
+    # and last the device's owner from the registry, quoted (it may hold spaces)
+    fields = re.match(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \S+ (\S+) \S+ \S+ \d+ \d+ \S+ \S+ \S+ \S+ "(.*)"$', denied[-1])
+    assert fields and fields.groups() == (device["name"], device["owner"]), denied[-1]
+    assert allowed[-1].endswith(f' "{device["owner"]}"'), allowed[-1]
 
 
 def test_https_log_line_carries_the_sni(host, lab, nft_redirects):
@@ -227,8 +231,8 @@ def test_government_apps_are_never_cached(host, lab, nft_redirects):
         curl(lab, "http://lapor.go.id/cacheable")
         curl(lab, "http://example.net/cacheable")
     time.sleep(1)
-    gov = [line.split()[-1] for line in log_lines(host, ACCESS_LOG, "GET lapor.go.id")]
-    other = [line.split()[-1] for line in log_lines(host, ACCESS_LOG, "GET example.net")]
+    gov = [line.split()[10] for line in log_lines(host, ACCESS_LOG, "GET lapor.go.id")]
+    other = [line.split()[10] for line in log_lines(host, ACCESS_LOG, "GET example.net")]
     assert gov[-2:] == ["TCP_MISS", "TCP_MISS"]
     assert other[-1] in ("TCP_MEM_HIT", "TCP_HIT"), "the control object must be cacheable, or this test proves nothing"
 
@@ -384,6 +388,9 @@ def test_window_edge_closes_open_streaming_but_not_government_apps(host, lab, nf
 # --- what the user sees ---------------------------------------------------------------------------
 
 def test_block_page_screenshot_in_a_real_browser(lab, nft_redirects):
+    """The screenshot is kept under artifacts/; the DOM Chromium rendered from the same URL by the
+    same path must carry the block text, the site, the category and its window (a browser's own
+    error page, which also makes a large PNG, has none of them)."""
     chromium = shutil.which("chromium")
     assert chromium, "install Debian's chromium on the controller (scripts/lab/setup-host.sh does)"
     artifacts = Path(__file__).resolve().parents[5] / "artifacts"
@@ -391,12 +398,18 @@ def test_block_page_screenshot_in_a_real_browser(lab, nft_redirects):
     shot = artifacts / "squid-block-page.png"
     shot.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="squid-chromium-") as profile:
-        cmd = ["ip", "netns", "exec", LAN_NS, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-               "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-features=HttpsUpgrades",
-               f"--user-data-dir={profile}", f"--host-resolver-rules=MAP * {lab['internet']}",
-               "--window-size=1100,900", f"--screenshot={shot}", BROWSER_URL]
-        subprocess.run(cmd, capture_output=True, timeout=90, check=False)
+        browser = ["ip", "netns", "exec", LAN_NS, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                   "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                   "--disable-features=HttpsUpgrades",
+                   f"--user-data-dir={profile}", f"--host-resolver-rules=MAP * {lab['internet']}"]
+        subprocess.run([*browser, "--window-size=1100,900", f"--screenshot={shot}", BROWSER_URL],
+                       capture_output=True, timeout=90, check=False)
+        dom = subprocess.run([*browser, "--dump-dom", BROWSER_URL], capture_output=True, text=True, timeout=90, check=False)
     # A blank 1100x900 page compresses to ~3 KB; the rendered block page is ~80 KB.
     assert shot.exists() and shot.stat().st_size > 20_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    site = lab["site"]
+    text = html.unescape(dom.stdout)
+    for expected in (site["block_page"]["title"], site["title"], site["categories"]["games"]["title"],
+                     "Selalu: sepanjang waktu", BROWSER_URL):
+        assert expected in text, (expected, dom.stdout[-2000:], dom.stderr[-1000:])
