@@ -110,7 +110,7 @@ class _CityCompiler:
                      "list every office gateway under all.children.gateways")
             return self.result({}, {})
         first = self.hosts.get(gateways[0], {})
-        city_ok = self.schema_check({k: first.get(k) for k in ("gerbang_city_name", "gerbang_timezone") if k in first},
+        city_ok = self.schema_check({k: first.get(k) for k in ("gerbang_city_name", "gerbang_timezone", "gerbang_working_hours") if k in first},
                                     schema.CITY_SCHEMA, "group_vars/all/city.yml", "")
         timezone = first.get("gerbang_timezone") if city_ok else "UTC"
         try:
@@ -166,11 +166,38 @@ class _CityCompiler:
         city = {
             "name": first.get("gerbang_city_name"),
             "timezone": timezone,
+            "working_hours": self.working_hours(first, timezone) if city_ok else {},
             "contract_mbit": contract,
             "today": self.today.isoformat(),
             "command_center": command_center,
         }
         return self.result(city, sites)
+
+    def working_hours(self, first: dict, timezone: str) -> dict:
+        """The city's working hours for monitoring (alert rules, the report): the base layer's
+        schedule named by gerbang_working_hours, with the zone's UTC offset for PromQL (which only
+        knows UTC)."""
+        name = first["gerbang_working_hours"]
+        base = {s.get("name"): s for s in first.get("gerbang_schedules") or [] if isinstance(s, dict)}
+        if name not in base:
+            self.err("group_vars/all/city.yml", "gerbang_working_hours", name,
+                     "is not a schedule of group_vars/all/schedules.yml",
+                     f"name one of {', '.join(sorted(map(str, base))) or 'the schedules'} (working hours, e.g. jam_kerja)")
+            return {}
+        try:
+            compiled = schedule.compile_schedule(base[name])
+        except schedule.ScheduleError:
+            return {}  # the schedule's own error is reported with the site policies
+        zone = ZoneInfo(timezone)
+        year = self.today.year
+        offsets = {zone.utcoffset(_dt.datetime(year, month, 1)) for month in (1, 7)}
+        if len(offsets) > 1:
+            self.err("group_vars/all/city.yml", "gerbang_timezone", timezone,
+                     "changes its UTC offset during the year; the alert rules' working hours use one fixed offset",
+                     "use a zone without daylight saving time (Indonesia's WIB/WITA/WIT have none)")
+        offset = zone.utcoffset(_dt.datetime(year, 1, 1))
+        return {"schedule": name, "title": compiled["title"], "windows": compiled["windows"],
+                "segments": compiled["segments"], "utc_offset_minutes": int(offset.total_seconds() // 60)}
 
     def result(self, city: dict, sites: dict) -> dict:
         errors, warnings = self.report.as_dicts()

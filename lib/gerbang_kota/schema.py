@@ -207,8 +207,10 @@ CITY_SCHEMA = {
     "properties": {
         "gerbang_city_name": {"type": "string", "minLength": 1},
         "gerbang_timezone": {"type": "string", "minLength": 1, "x-fix": "write an IANA time zone, e.g. Asia/Jakarta"},
+        "gerbang_working_hours": {"type": "string", "minLength": 1,
+                                  "x-fix": "name the schedule of group_vars/all/schedules.yml that is the city's working hours, e.g. jam_kerja"},
     },
-    "required": ["gerbang_city_name", "gerbang_timezone"],
+    "required": ["gerbang_city_name", "gerbang_timezone", "gerbang_working_hours"],
 }
 
 
