@@ -231,6 +231,19 @@ def test_dns_blocks_are_labelled_with_the_asking_device():
     assert gm.dns_device("Nov 23 09:29:40 dnsmasq[779]: cached youtube.com is 10.20.16.1", by_ip, own) == "unknown"
 
 
+def test_the_gateways_own_lookups_are_not_blocked_attempts(tmp_path):
+    """Squid resolving a name it denies (through dnsmasq on 127.0.0.1) is the proxy denial's
+    attempt again: labelled "gateway" per device, left out of gerbang_dns_blocked_total."""
+    cfg = config(tmp_path)
+    Path(cfg["dnsmasq_log"]).write_text(
+        "Nov 23 09:29:37 dnsmasq[779]: 1 127.0.0.1/40000 reply roblox.com is 10.20.16.1\n"
+        "Nov 23 09:29:38 dnsmasq[779]: 2 10.20.16.11/40001 reply roblox.com is 10.20.16.1\n")
+    text, _state = gm.collect(cfg, {}, 1000.0, fake_commands(1))
+    assert 'gerbang_dns_blocked_total{site="diskominfo",category="games"} 1' in text
+    assert 'gerbang_dns_device_blocked_total{site="diskominfo",device="gateway",category="games"} 1' in text
+    assert 'gerbang_dns_device_blocked_total{site="diskominfo",device="diskominfo-pc-01",category="games"} 1' in text
+
+
 def test_collector_main_writes_textfile_and_state(tmp_path):
     cfg = config(tmp_path)
     path = tmp_path / "metrics.json"
