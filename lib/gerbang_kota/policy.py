@@ -280,6 +280,7 @@ class _CityCompiler:
                                 macs_seen, self.today)
         bandwidth = self.site_bandwidth(host, facts["gerbang_allocation"], policy["bandwidth"])
         schedules, blocks = self.site_blocks(host, merged, site_groups)
+        federation = self.federation_sources(host, merged, command_center.get("name") == host)
         if self.report.error_count > errors_before:
             return None
 
@@ -324,6 +325,7 @@ class _CityCompiler:
                                                          network.get("management_networks") or []) if n]},
             "command_center_ip": command_center.get("wan_ip"),
             "is_command_center": command_center.get("name") == host,
+            "prometheus_federation_from": federation,
             "dns": {
                 "upstream": list(network["upstream_dns"]),
                 "local_domain": local_domain,
@@ -465,6 +467,26 @@ class _CityCompiler:
             if parse_network(net) is None:
                 self.err("group_vars/all/network.yml", f"gerbang_network.management_networks[{index}]", net,
                          "is not a network in CIDR form (host bits zero)", "write e.g. 10.254.0.0/24")
+
+    def federation_sources(self, host: str, merged: layers.MergedPolicy, is_command_center: bool) -> list[str]:
+        """Who besides the command center's LAN may read its Prometheus (a province's Prometheus
+        federating it): IPv4 addresses or networks, admitted on the WAN to the Prometheus port."""
+        sources = merged.data["network"].get("prometheus_federation_from") or []
+        origin = merged.origin_of_key("network.prometheus_federation_from")
+        where, key = (origin.where, origin.key) if origin else (layers.host_layer_file(host), "network.prometheus_federation_from")
+        if sources and not is_command_center:
+            self.err(where, key, sources, f"{host} is not the command center: only the command center runs Prometheus",
+                     "set it in the command center's layer (host_vars/<command center>/policy.yml) only")
+            return []
+        parsed = []
+        for index, value in enumerate(sources):
+            network = parse_network(value) if "/" in str(value) else (netaddr.IPNetwork(f"{value}/32") if parse_ipv4(value) else None)
+            if network is None:
+                self.err(where, f"{key}[{index}]", value, "is not an IPv4 address or network (CIDR, host bits zero)",
+                         "write e.g. 198.51.100.7 or 198.51.100.0/28")
+                continue
+            parsed.append(network)
+        return [str(n.ip) if n.prefixlen == 32 else str(n) for n in sorted(set(parsed))]
 
     def site_blocks(self, host: str, merged: layers.MergedPolicy, site_groups: list[str]) -> tuple[dict, list]:
         """Effective blocks of a site: each block rule's schedule minus the allows of its category."""

@@ -119,6 +119,7 @@ def _policy_properties(full: bool) -> dict:
                 "dhcp_lease_time": {"type": "string", "pattern": r"^([0-9]+[smhdw]?|infinite)$",
                                     "x-fix": "write a dnsmasq lease time such as 12h, 45m or infinite (quoted if numeric)"},
                 "management_networks": {**_strings, "minItems": 1, "x-fix": "list networks in CIDR form, e.g. [10.254.0.0/24]"},
+                "prometheus_federation_from": {**_strings, "x-fix": "list IPv4 addresses or networks, e.g. [198.51.100.7]"},
             },
             "additionalProperties": False,
         },

@@ -33,9 +33,11 @@ Uses these helpers of tests/lab/labtools.py (lab engineer):
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -363,6 +365,63 @@ def test_proxy_bytes_per_domain_and_device_are_what_was_fetched(window):
         assert proxied_bytes_ok(domain, fetched, HTTP_FETCHES), (site, domain)
         assert proxied_bytes_ok(device, fetched, HTTP_FETCHES), (site, device)
         assert increase("gerbang_proxy_device_bytes_total", {"site": site, "device": traffic["iperf_device"]}, window) == 0
+
+
+# ---------------------------------------------------------------- console pages
+
+def console(page: str) -> str:
+    """A console page of the command center's Prometheus (roles/prometheus/files/consoles), over HTTP."""
+    ns = labtools.require_site(command_center())["gateway_ns"]
+    proc = labtools.in_ns(ns, "curl", "-sS", "-f", "-m", "20", f"http://127.0.0.1:9090/consoles/{page}", timeout=30)
+    assert proc.returncode == 0, (page, proc.stderr)
+    return proc.stdout
+
+
+def row(page: str, row_id: str) -> tuple[str, list[str]]:
+    """The row's text and its figure cells' data-value attributes (empty: no series)."""
+    match = re.search(rf'<tr id="{re.escape(row_id)}"[^>]*>(.*?)</tr>', page, re.S)
+    assert match, f"no row {row_id}"
+    return match.group(1), re.findall(r'data-value="([^"]*)"', match.group(1))
+
+
+def test_city_console_has_a_row_per_site_with_allocation_traffic_and_devices(window):
+    page = console("gerbang.html")
+    for site in window["sites"] + [command_center()]:
+        compiled = labtools.compiled_site(site)
+        text, values = row(page, f"site-{site}")
+        # up, download now, guaranteed, ceiling, of ceiling, govapp now, drops, blocked, active, registered
+        up, _now, rate, ceil, _share, _govapp, drops, blocked, active, registered = values
+        assert f"<td>{html.escape(compiled['title'])}</td>" in text, text
+        assert float(up) == 1
+        assert (float(rate), float(ceil)) == (compiled["bandwidth"]["rate_mbit"] * 1e6, compiled["bandwidth"]["ceil_mbit"] * 1e6)
+        assert float(registered) == len(compiled["devices"])
+        assert drops != "" and active != ""
+        if site in window["sites"]:
+            # Counts of the last hour (now minus an hour ago): at least this test's attempts.
+            assert float(blocked) >= DENIED_REQUESTS + sum(DNS_BLOCKS.values()), (site, values)
+            assert float(active) >= 2, (site, values)
+    # Every other gateway of the city is a target the lab did not start: its row says so.
+    for site in sorted(set(labtools.city()["sites"]) - set(labtools.lab_sites()))[:3]:
+        assert re.search(rf'<tr id="site-{site}" class="down">', page), site
+
+
+def test_site_console_lists_classes_devices_and_blocked_categories(window):
+    site = window["sites"][0]
+    compiled = labtools.compiled_site(site)
+    page = console(f"gerbang-site.html?site={site}")
+    assert f'<h1 id="site">{site} — {html.escape(compiled["title"])}</h1>' in page
+    assert row(page, "summary-download")[1][2] == f"{compiled['bandwidth']['ceil_mbit'] * 1e6:f}"
+    for klass in ("class-site", "class-govapp", "class-default"):
+        row(page, klass)
+    for device in compiled["devices"]:
+        row(page, f"device-{device['name']}")
+        row(page, f"class-device-{device['name']}")
+    _text, values = row(page, f"device-{window['traffic'][site]['web_device']}")
+    # Proxy denied, proxied bytes and DNS blocked of the last hour: at least this test's.
+    assert float(values[3]) >= DENIED_REQUESTS and float(values[5]) >= sum(DNS_BLOCKS.values()), values
+    assert float(values[4]) >= HTTP_FETCHES * HTTP_BYTES, values
+    assert float(row(page, "category-games")[1][0]) >= DENIED_REQUESTS + DNS_BLOCKS["roblox.com"]
+    assert float(row(page, f"domain-{ALLOWED_DOMAIN}")[1][0]) >= HTTP_FETCHES * HTTP_BYTES
 
 
 # ---------------------------------------------------------------- the report
