@@ -327,8 +327,10 @@ def test_active_devices_are_the_ones_that_moved_traffic(window):
                 for r in at_end(f'gerbang_device_last_active_timestamp_seconds{{site="{site}"}}', window)}
         in_window = sorted(d for d, t in last.items() if t >= window["start"])
         assert in_window == sorted([traffic["iperf_device"], traffic["web_device"]]), (site, last)
-        # The gauge at the end: devices moved within active_seconds (300 s) + unregistered neighbours.
-        recent = sum(1 for t in last.values() if t >= window["end"] - 300)
+        # The gauge at the end: devices moved within active_seconds (300 s) of that collector run,
+        # plus unregistered neighbours.
+        ran = float(at_end(f'gerbang_collector_last_run_timestamp_seconds{{site="{site}"}}', window)[0]["value"][1])
+        recent = sum(1 for t in last.values() if t >= ran - 300)
         unregistered = float(at_end(f'gerbang_devices_active_unregistered{{site="{site}"}}', window)[0]["value"][1])
         active = float(at_end(f'gerbang_devices_active{{site="{site}"}}', window)[0]["value"][1])
         assert active == recent + unregistered >= 2, (site, active, recent, unregistered)
