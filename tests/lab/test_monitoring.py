@@ -59,7 +59,7 @@ from shaping_measure import GOODPUT_RATIO  # noqa: E402
 # not meet the traffic's: ±15 %.
 TOLERANCE = 0.15
 # Bytes are counted, not sampled: HTB and nftables against what iperf3 and curl moved, with
-# TCP/IP and Ethernet headers accounted for (GOODPUT_RATIO, 1500/1448). What is left is
+# TCP/IP and Ethernet headers accounted for (GOODPUT_RATIO; nftables: see below). What is left is
 # retransmissions at a saturated class, the handshakes and iperf3's control connection: measured
 # +0.04 to +0.4 % (README), so ±5 %. Double counting (+100 %) or a missing series (-100 %) is far outside.
 BYTES_TOLERANCE = 0.05
@@ -285,14 +285,17 @@ def test_device_series_carry_site_groups_and_device_and_match_iperf3(window):
         registry = {d["name"] for d in labtools.compiled_site(site)["devices"]}
         labelled = {r["metric"]["device"] for r in query(f'gerbang_device_bytes_total{{site="{site}"}}')}
         assert labelled == registry, f"{site}: nftables counters for {sorted(labelled ^ registry)}"
-        # HTB counts layer-2 bytes (1514 per 1448 of TCP payload), nftables IP bytes (1500 per 1448).
+        # HTB counts layer-2 bytes of every segment (1514 per 1448 of TCP payload). nftables counts
+        # the IP packets its hook sees, which GRO has already merged into larger ones, so the
+        # headers count once per merged packet: between the payload alone and 1500 per 1448
+        # (measured +0.2 to +0.6 % over the payload).
         expected_l2 = traffic["iperf_bytes"] / GOODPUT_RATIO
         tc = increase("gerbang_tc_bytes_total", {"site": site, "class": "device", "device": device, "direction": "download"}, window)
         nft = increase("gerbang_device_bytes_total", {"site": site, "device": device, "direction": "download"}, window)
         print(f"{site} {device}: iperf3 {traffic['iperf_bytes'] / 1e6:.2f} MB, HTB class {tc / 1e6:.2f} MB "
               f"(expected {expected_l2 / 1e6:.2f}), nftables {nft / 1e6:.2f} MB")
         assert close(tc, expected_l2, BYTES_TOLERANCE), (site, tc, expected_l2)
-        assert close(nft, traffic["iperf_bytes"] * 1500 / 1448, BYTES_TOLERANCE), (site, nft)
+        assert traffic["iperf_bytes"] <= nft <= traffic["iperf_bytes"] * 1500 / 1448 * (1 + BYTES_TOLERANCE), (site, nft)
 
 
 def test_class_and_rate_series_exist_with_their_labels(window):
