@@ -118,7 +118,7 @@ class _CityCompiler:
                      "list every office gateway under all.children.gateways")
             return self.result({}, {})
         first = self.hosts.get(gateways[0], {})
-        city_ok = self.schema_check({k: first.get(k) for k in ("gerbang_city_name", "gerbang_timezone") if k in first},
+        city_ok = self.schema_check({k: first.get(k) for k in ("gerbang_city_name", "gerbang_timezone", "gerbang_working_hours") if k in first},
                                     schema.CITY_SCHEMA, "group_vars/all/city.yml", "")
         timezone = first.get("gerbang_timezone") if city_ok else "UTC"
         try:
@@ -178,11 +178,38 @@ class _CityCompiler:
         city = {
             "name": first.get("gerbang_city_name"),
             "timezone": timezone,
+            "working_hours": self.working_hours(first, timezone) if city_ok else {},
             "contract_mbit": contract,
             "today": self.today.isoformat(),
             "command_center": command_center,
         }
         return self.result(city, sites)
+
+    def working_hours(self, first: dict, timezone: str) -> dict:
+        """The city's working hours for monitoring (alert rules, the report): the base layer's
+        schedule named by gerbang_working_hours, with the zone's UTC offset for PromQL (which only
+        knows UTC)."""
+        name = first["gerbang_working_hours"]
+        base = {s.get("name"): s for s in first.get("gerbang_schedules") or [] if isinstance(s, dict)}
+        if name not in base:
+            self.err("group_vars/all/city.yml", "gerbang_working_hours", name,
+                     "is not a schedule of group_vars/all/schedules.yml",
+                     f"name one of {', '.join(sorted(map(str, base))) or 'the schedules'} (working hours, e.g. jam_kerja)")
+            return {}
+        try:
+            compiled = schedule.compile_schedule(base[name])
+        except schedule.ScheduleError:
+            return {}  # the schedule's own error is reported with the site policies
+        zone = ZoneInfo(timezone)
+        year = self.today.year
+        offsets = {zone.utcoffset(_dt.datetime(year, month, 1)) for month in (1, 7)}
+        if len(offsets) > 1:
+            self.err("group_vars/all/city.yml", "gerbang_timezone", timezone,
+                     "changes its UTC offset during the year; the alert rules' working hours use one fixed offset",
+                     "use a zone without daylight saving time (Indonesia's WIB/WITA/WIT have none)")
+        offset = zone.utcoffset(_dt.datetime(year, 1, 1))
+        return {"schedule": name, "title": compiled["title"], "windows": compiled["windows"],
+                "segments": compiled["segments"], "utc_offset_minutes": int(offset.total_seconds() // 60)}
 
     def result(self, city: dict, sites: dict) -> dict:
         errors, warnings = self.report.as_dicts()
@@ -333,6 +360,7 @@ class _CityCompiler:
                                 macs_seen, self.today)
         bandwidth = self.site_bandwidth(host, facts["gerbang_allocation"], policy["bandwidth"], len(devices))
         schedules, blocks = self.site_blocks(host, merged, site_groups)
+        federation = self.federation_sources(host, merged, command_center.get("name") == host)
         if self.report.error_count > errors_before:
             return None
 
@@ -377,6 +405,7 @@ class _CityCompiler:
                                                          network.get("management_networks") or []) if n]},
             "command_center_ip": command_center.get("wan_ip"),
             "is_command_center": command_center.get("name") == host,
+            "prometheus_federation_from": federation,
             "dns": {
                 "upstream": list(network["upstream_dns"]),
                 "local_domain": local_domain,
@@ -567,6 +596,26 @@ class _CityCompiler:
             if parse_network(net) is None:
                 self.err("group_vars/all/network.yml", f"gerbang_network.management_networks[{index}]", net,
                          "is not a network in CIDR form (host bits zero)", "write e.g. 10.254.0.0/24")
+
+    def federation_sources(self, host: str, merged: layers.MergedPolicy, is_command_center: bool) -> list[str]:
+        """Who besides the command center's LAN may read its Prometheus (a province's Prometheus
+        federating it): IPv4 addresses or networks, admitted on the WAN to the Prometheus port."""
+        sources = merged.data["network"].get("prometheus_federation_from") or []
+        origin = merged.origin_of_key("network.prometheus_federation_from")
+        where, key = (origin.where, origin.key) if origin else (layers.host_layer_file(host), "network.prometheus_federation_from")
+        if sources and not is_command_center:
+            self.err(where, key, sources, f"{host} is not the command center: only the command center runs Prometheus",
+                     "set it in the command center's layer (host_vars/<command center>/policy.yml) only")
+            return []
+        parsed = []
+        for index, value in enumerate(sources):
+            network = parse_network(value) if "/" in str(value) else (netaddr.IPNetwork(f"{value}/32") if parse_ipv4(value) else None)
+            if network is None:
+                self.err(where, f"{key}[{index}]", value, "is not an IPv4 address or network (CIDR, host bits zero)",
+                         "write e.g. 198.51.100.7 or 198.51.100.0/28")
+                continue
+            parsed.append(network)
+        return [str(n.ip) if n.prefixlen == 32 else str(n) for n in sorted(set(parsed))]
 
     def site_blocks(self, host: str, merged: layers.MergedPolicy, site_groups: list[str]) -> tuple[dict, list]:
         """Effective blocks of a site: each block rule's schedule minus the allows of its category."""

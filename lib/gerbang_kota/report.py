@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from gerbang_kota import report_figures as figures
 from gerbang_kota import report_realloc as realloc
 from gerbang_kota import report_svg as svg
+from gerbang_kota import schedule
 
 # Bit rate on the collector's clock: the collector reads the counters on its own timer and
 # Prometheus stamps them at scrape time, so rate() alone is off by the drift between the two
@@ -67,11 +68,15 @@ def _by(result: dict, label: str) -> dict[str, list[tuple[float, float]]]:
     return {dict(key).get(label, ""): values for key, values in result.items()}
 
 
-def gather(prom: Prometheus, start: float, end: float, step: float, timezone: str, working: str, top_n: int = 10) -> dict:
-    """Every figure of the report, as plain data (also written to figures.json)."""
+def gather(prom: Prometheus, start: float, end: float, step: float, timezone: str, working: str | list[dict],
+           top_n: int = 10) -> dict:
+    """Every figure of the report, as plain data (also written to figures.json). ``working``: the
+    city's compiled working-hours segments, or a text such as "mon-fri 07:00-16:00"."""
     window = f"{max(int(step * 2), 60)}s"
     period = f"{max(int(end - start), 60)}s"
-    hours = figures.parse_working_hours(working)
+    hours = figures.parse_working_hours(working) if isinstance(working, str) else working
+    if not isinstance(working, str):
+        working = "; ".join(f"{','.join(w['days'])} {w['start']}-{w['end']}" for w in schedule.windows_from_segments(working))
     sites: dict[str, dict] = {}
     for direction in ("download", "upload"):
         bits = _by(prom.range(SITE_BITS.format(direction=direction, window=window), start, end, step), "site")
@@ -212,11 +217,11 @@ def render_markdown(data: dict, suggestion: dict | None, titles: dict[str, str])
                    f"{_fmt(d['p95_mbit'], 2)} | {_fmt(d['work_mean_mbit'], 2)} | {d['work_utilisation']:.0%} | "
                    f"{_fmt(d['bytes'] / 1e6, 1)} MB |")
     out += ["", "## Devices and blocked attempts", "",
-            "| site | registered | with traffic | active (max) | unregistered active (max) | proxy denied | DNS blocked | top blocked categories |",
-            "|---|---|---|---|---|---|---|---|"]
+            "| site | title | registered | with traffic | active (max) | unregistered active (max) | proxy denied | DNS blocked | top blocked categories |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for name, site in sorted(data["sites"].items()):
         cats = ", ".join(f"{c} {int(v)}" for c, v in list(site.get("blocked_by_category", {}).items())[:3])
-        out.append(f"| {name} | {int(site.get('devices_registered', 0))} | {len(site.get('devices_with_traffic', []))} | "
+        out.append(f"| {name} | {titles.get(name, '')} | {int(site.get('devices_registered', 0))} | {len(site.get('devices_with_traffic', []))} | "
                    f"{int(site.get('devices_active_max', 0))} | "
                    f"{int(site.get('devices_unregistered_max', 0))} | {int(site.get('proxy_denied', 0))} | "
                    f"{int(site.get('dns_blocked', 0))} | {cats} |")
@@ -224,8 +229,20 @@ def render_markdown(data: dict, suggestion: dict | None, titles: dict[str, str])
     out += [f"| {domain} | {_fmt(value / 1e6, 2)} |" for domain, value in data["city"]["top_domains_bytes"]]
     out += ["", "## Blocked attempts by category (city)", "", "| category | attempts |", "|---|---|"]
     out += [f"| {category} | {int(value)} |" for category, value in data["city"]["blocked_by_category"]]
-    out += ["", "## Per-site traffic", ""]
-    out += [f"![{name}](site-{name}.svg)" for name in sorted(data["sites"]) if data["sites"][name].get("download")]
+    out += ["", "## Per site", ""]
+    for name, site in sorted(data["sites"].items()):
+        title = titles.get(name, "")
+        out += [f"### {name}" + (f" — {title}" if title else ""), ""]
+        if site.get("download"):
+            out += [f"![{name}](site-{name}.svg)", ""]
+        requests = dict(site.get("top_domains_requests", []))
+        out += ["| top domain (through the proxy) | MB | requests |", "|---|---|---|"]
+        out += [f"| {domain} | {_fmt(value / 1e6, 2)} | {int(requests.get(domain, 0))} |"
+                for domain, value in site.get("top_domains_bytes", [])] or ["| – | – | – |"]
+        out += ["", "| blocked category | attempts |", "|---|---|"]
+        out += [f"| {category} | {int(value)} |" for category, value in site.get("blocked_by_category", {}).items()] \
+            or ["| – | – |"]
+        out.append("")
     if suggestion is not None:
         changed = {n: s for n, s in suggestion.items() if s["reason"]}
         out += ["", "## Suggested reallocation", "",
@@ -234,7 +251,6 @@ def render_markdown(data: dict, suggestion: dict | None, titles: dict[str, str])
         out += [f"| {n} | {s['rate_mbit']} | {s['ceil_mbit']} | {s['reason']} |" for n, s in sorted(changed.items())]
         if not changed:
             out.append("| – | – | – | no change suggested |")
-    del titles
     return "\n".join(out) + "\n"
 
 
@@ -292,9 +308,11 @@ def write_report(data: dict, out: Path, suggestion: dict | None = None, patch: s
         site = data["sites"][name]
         series = {direction: [(t, v / 1e6) for t, v in site["series"].get(direction, [])] for direction in ("download", "upload")}
         put(f"site-{name}.svg", svg.lines(f"{name}: traffic", series, "Mbit/s", {"ceiling": site["download"]["ceil_mbit"]}))
-    plain = {**data, "sites": {n: {k: v for k, v in s.items() if k != "series"} for n, s in data["sites"].items()}}
+    titles = titles or {}
+    plain = {**data, "sites": {n: {**{k: v for k, v in s.items() if k != "series"}, "title": titles.get(n, "")}
+                               for n, s in data["sites"].items()}}
     put("figures.json", json.dumps({**plain, "suggestion": suggestion}, indent=1, sort_keys=True))
-    markdown = render_markdown(data, suggestion, titles or {})
+    markdown = render_markdown(data, suggestion, titles)
     put("report.md", markdown)
     put("report.html", render_html(markdown))
     if patch is not None:
@@ -315,24 +333,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", required=True, help="ISO time (city time zone unless given), or -<seconds> before --end")
     parser.add_argument("--end", default="now", help="ISO time or 'now'")
     parser.add_argument("--step", type=float, default=60.0, help="seconds between samples")
-    parser.add_argument("--timezone", default="Asia/Jakarta")
-    parser.add_argument("--working-hours", default="mon-fri 07:00-16:00")
+    parser.add_argument("--timezone", help="default: the compiled city's (gerbang_timezone); needs --inventory")
+    parser.add_argument("--working-hours", help='e.g. "mon-fri 07:00-16:00; sat 08:00-12:00"; default: the compiled '
+                        "city's working hours (gerbang_working_hours); needs --inventory")
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--inventory", type=Path, help="inventory dir: enables the reallocation suggestion and its check")
     parser.add_argument("--hosts-file", type=Path, help="file the patch is made against (default: <inventory>/hosts.yml)")
     args = parser.parse_args(argv)
-
-    end = _dt.datetime.now().timestamp() if args.end == "now" else _timestamp(args.end, args.timezone)
-    start = end - float(args.start[1:]) if args.start.startswith("-") else _timestamp(args.start, args.timezone)
-    data = gather(Prometheus(args.prometheus), start, end, args.step, args.timezone, args.working_hours, args.top)
-    suggestion = patch = None
-    titles = {}
+    city = None
     if args.inventory:
         from gerbang_kota.inventory import compile_inventory
 
+        city = compile_inventory(args.inventory, Path(__file__).resolve().parents[2])
+        if city["errors"]:
+            print("the policy does not validate:", *[e.get("line", e) for e in city["errors"]], sep="\n  ", file=sys.stderr)
+            return 2
+    elif args.timezone is None or args.working_hours is None:
+        parser.error("without --inventory, give --timezone and --working-hours")
+    args.timezone = args.timezone or city["timezone"]
+    working = args.working_hours or city["working_hours"]["segments"]
+
+    end = _dt.datetime.now().timestamp() if args.end == "now" else _timestamp(args.end, args.timezone)
+    start = end - float(args.start[1:]) if args.start.startswith("-") else _timestamp(args.start, args.timezone)
+    data = gather(Prometheus(args.prometheus), start, end, args.step, args.timezone, working, args.top)
+    suggestion = patch = None
+    titles = {}
+    if city is not None:
         repo_root = Path(__file__).resolve().parents[2]
-        city = compile_inventory(args.inventory, repo_root)
         titles = {name: site["title"] for name, site in city["sites"].items()}
         suggestion = reallocation(data, city)
         hosts_file = args.hosts_file or args.inventory / "hosts.yml"

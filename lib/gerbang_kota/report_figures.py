@@ -9,6 +9,8 @@ import datetime as _dt
 import math
 from zoneinfo import ZoneInfo
 
+from gerbang_kota import schedule
+
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
@@ -42,29 +44,26 @@ def window_increase(series: list[tuple[float, float]], site_first_seen: float | 
     return (series[0][1] if born else 0.0) + counter_increase(series)
 
 
-def parse_working_hours(text: str) -> tuple[set[int], int, int]:
-    """"mon-fri 07:00-16:00" -> ({0..4}, 420, 960) (Monday = 0, minutes of the day)."""
-    days_text, hours_text = text.split()
-    first, _, last = days_text.partition("-")
-    start_day, end_day = DAYS.index(first), DAYS.index(last or first)
-    days = set(range(start_day, end_day + 1)) if start_day <= end_day else set(range(start_day, 7)) | set(range(end_day + 1))
-    start, _, end = hours_text.partition("-")
-    return days, _minutes(start), _minutes(end)
+def parse_working_hours(text: str) -> list[dict]:
+    """"mon-fri 07:00-16:00" -> day segments (schedule.window_segments: Monday = 0, minutes of the
+    day, half-open, split at midnight). Several windows are separated by ";". For a report that
+    does not follow the city's compiled working hours (gerbang_working_hours)."""
+    segments = []
+    for part in text.split(";"):
+        days_text, hours_text = part.split()
+        first, _, last = days_text.partition("-")
+        start_day, end_day = DAYS.index(first), DAYS.index(last or first)
+        days = list(range(start_day, end_day + 1)) if start_day <= end_day else list(range(start_day, 7)) + list(range(end_day + 1))
+        start, _, end = hours_text.partition("-")
+        segments += schedule.window_segments({"days": [DAYS[d] for d in days], "start": start, "end": end})
+    return schedule.normalize_segments(segments)
 
 
-def _minutes(clock: str) -> int:
-    hours, minutes = clock.split(":")
-    return int(hours) * 60 + int(minutes)
+def in_working_hours(timestamp: float, timezone: str, working: list[dict]) -> bool:
+    return schedule.in_segments(working, _dt.datetime.fromtimestamp(timestamp, ZoneInfo(timezone)))
 
 
-def in_working_hours(timestamp: float, timezone: str, working: tuple[set[int], int, int]) -> bool:
-    local = _dt.datetime.fromtimestamp(timestamp, ZoneInfo(timezone))
-    days, start, end = working
-    minute = local.hour * 60 + local.minute
-    return local.weekday() in days and start <= minute < end
-
-
-def volume_means(counter: list[tuple[float, float]], timezone: str, working: tuple[set[int], int, int]) -> tuple[float, float]:
+def volume_means(counter: list[tuple[float, float]], timezone: str, working: list[dict]) -> tuple[float, float]:
     """(mean bit/s over the whole series, mean bit/s over its working-hours intervals) from a byte
     counter sampled on the report's grid: bytes moved / time, each interval (t_i, t_i+1] counted in
     working hours when t_i is; resets counted like counter_increase."""
@@ -78,7 +77,7 @@ def volume_means(counter: list[tuple[float, float]], timezone: str, working: tup
 
 
 def site_figures(bits: list[tuple[float, float]], ceil_bits: float, rate_bits: float, timezone: str,
-                 working: tuple[set[int], int, int], counter: list[tuple[float, float]] | None = None) -> dict:
+                 working: list[dict], counter: list[tuple[float, float]] | None = None) -> dict:
     """Allocation vs use for one site and direction, from its bit-rate series (peak, percentiles)
     and, when given, its byte counter on the same grid (means and utilisation = volume / time,
     exact whatever the rate window; without it the means are means of the rate samples)."""

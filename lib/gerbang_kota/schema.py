@@ -120,6 +120,7 @@ def _policy_properties(full: bool) -> dict:
                 "dhcp_lease_time": {"type": "string", "pattern": r"^([0-9]+[smhdw]?|infinite)$",
                                     "x-fix": "write a dnsmasq lease time such as 12h, 45m or infinite (quoted if numeric)"},
                 "management_networks": {**_strings, "minItems": 1, "x-fix": "list networks in CIDR form, e.g. [10.254.0.0/24]"},
+                "prometheus_federation_from": {**_strings, "x-fix": "list IPv4 addresses or networks, e.g. [198.51.100.7]"},
             },
             "additionalProperties": False,
         },
@@ -208,8 +209,10 @@ CITY_SCHEMA = {
     "properties": {
         "gerbang_city_name": {"type": "string", "minLength": 1},
         "gerbang_timezone": {"type": "string", "minLength": 1, "x-fix": "write an IANA time zone, e.g. Asia/Jakarta"},
+        "gerbang_working_hours": {"type": "string", "minLength": 1,
+                                  "x-fix": "name the schedule of group_vars/all/schedules.yml that is the city's working hours, e.g. jam_kerja"},
     },
-    "required": ["gerbang_city_name", "gerbang_timezone"],
+    "required": ["gerbang_city_name", "gerbang_timezone", "gerbang_working_hours"],
 }
 
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 _LIB = str(Path(__file__).resolve().parents[2] / "lib")
-_CITY_VARIABLES = ("gerbang_city_name", "gerbang_timezone", "gerbang_devices")
+_CITY_VARIABLES = ("gerbang_city_name", "gerbang_timezone", "gerbang_working_hours", "gerbang_devices")
 
 
 def _compiler():

@@ -8,12 +8,16 @@ Known traffic at three sites at once, then what the command center's Prometheus 
     asks for a games site DENIED_REQUESTS times (games are blocked at all hours at every site, so
     nothing here depends on the time of day) and looks up blocked names DNS_BLOCKS times
     (a games name: block-page answer; a TRUST+ name: NXDOMAIN);
-  * Prometheus: the series carry the right site / groups / device labels, and the per-device
-    HTB and nftables counters grew by what iperf3 moved (±TOLERANCE);
+  * Prometheus: the series carry the right site / groups / device labels (the site, govapp and
+    default classes and every device class, bytes and rate), the per-device HTB and nftables
+    counters grew by what iperf3 moved (±BYTES_TOLERANCE), blocked attempts by category and by
+    asking device are exactly the ones made, the proxy's bytes per domain and per device are what
+    curl fetched plus at most HEADER_ALLOWANCE per response, and the active devices in the window
+    are exactly the two that made traffic;
   * the report (working hours set to the whole week, so working-hours figures are the window's):
-    site download bytes = iperf3 bytes / GOODPUT_RATIO (HTB counts layer-2 bytes) + HTTP bytes
-    (±TOLERANCE), peak and working-hours mean = the iperf3 rate (±TOLERANCE), blocked attempts
-    >= the ones made, devices with traffic = exactly the two clients, plots are valid SVG with
+    site download bytes = (iperf3 + HTTP bytes) / GOODPUT_RATIO (HTB counts layer-2 bytes)
+    (±BYTES_TOLERANCE), peak and working-hours mean = the iperf3 rate (±TOLERANCE), blocked attempts
+    = exactly the ones made, devices with traffic = exactly the two clients, plots are valid SVG with
     the expected elements, and the suggested reallocation applies to the policy file and passes
     playbooks/validate.yml.
 
@@ -29,9 +33,11 @@ Uses these helpers of tests/lab/labtools.py (lab engineer):
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,7 +55,17 @@ sys.path.insert(0, str(REPO / "bench"))
 import labtools  # noqa: E402
 from shaping_measure import GOODPUT_RATIO  # noqa: E402
 
+# Rates (peak, 95th percentile, working-hours mean) are sampled on a 15 s grid whose edges do
+# not meet the traffic's: ±15 %.
 TOLERANCE = 0.15
+# Bytes are counted, not sampled: HTB and nftables against what iperf3 and curl moved, with
+# TCP/IP and Ethernet headers accounted for (GOODPUT_RATIO; nftables: see below). What is left is
+# retransmissions at a saturated class, the handshakes and iperf3's control connection: measured
+# +0.04 to +0.4 % (README), so ±5 %. Double counting (+100 %) or a missing series (-100 %) is far outside.
+BYTES_TOLERANCE = 0.05
+# Squid logs the bytes it read from the server (%<st): the body plus the response's header,
+# ~200 bytes from the lab's stand-in server; up to 1000 per response is allowed, nothing below the body.
+HEADER_ALLOWANCE = 1000
 TRAFFIC_SECONDS = 75
 HTTP_FETCHES, HTTP_BYTES = 3, 1_000_000
 ALLOWED_DOMAIN = "kompas.com"          # news: in no category, served by the lab internet
@@ -235,8 +251,16 @@ def increase(metric: str, labels: dict, window: dict) -> float:
     return values[1] - values[0]
 
 
-def close(measured: float, expected: float) -> bool:
-    return abs(measured - expected) <= TOLERANCE * expected
+def close(measured: float, expected: float, tolerance: float = TOLERANCE) -> bool:
+    return abs(measured - expected) <= tolerance * expected
+
+
+def proxied_bytes_ok(measured: float, body_bytes: int, responses: int) -> bool:
+    return body_bytes <= measured <= body_bytes + responses * HEADER_ALLOWANCE
+
+
+def at_end(expr: str, window: dict) -> list[dict]:
+    return query(expr, window["end"])
 
 
 # ---------------------------------------------------------------- Prometheus
@@ -261,26 +285,148 @@ def test_device_series_carry_site_groups_and_device_and_match_iperf3(window):
         registry = {d["name"] for d in labtools.compiled_site(site)["devices"]}
         labelled = {r["metric"]["device"] for r in query(f'gerbang_device_bytes_total{{site="{site}"}}')}
         assert labelled == registry, f"{site}: nftables counters for {sorted(labelled ^ registry)}"
-        # HTB counts layer-2 bytes (1514 per 1448 of TCP payload), nftables IP bytes (1500 per 1448).
+        # HTB counts layer-2 bytes of every segment (1514 per 1448 of TCP payload). nftables counts
+        # the IP packets its hook sees, which GRO has already merged into larger ones, so the
+        # headers count once per merged packet: between the payload alone and 1500 per 1448
+        # (measured +0.2 to +0.6 % over the payload).
         expected_l2 = traffic["iperf_bytes"] / GOODPUT_RATIO
         tc = increase("gerbang_tc_bytes_total", {"site": site, "class": "device", "device": device, "direction": "download"}, window)
         nft = increase("gerbang_device_bytes_total", {"site": site, "device": device, "direction": "download"}, window)
         print(f"{site} {device}: iperf3 {traffic['iperf_bytes'] / 1e6:.2f} MB, HTB class {tc / 1e6:.2f} MB "
               f"(expected {expected_l2 / 1e6:.2f}), nftables {nft / 1e6:.2f} MB")
-        assert close(tc, expected_l2), (site, tc, expected_l2)
-        assert close(nft, traffic["iperf_bytes"] * 1500 / 1448), (site, nft)
+        assert close(tc, expected_l2, BYTES_TOLERANCE), (site, tc, expected_l2)
+        assert traffic["iperf_bytes"] <= nft <= traffic["iperf_bytes"] * 1500 / 1448 * (1 + BYTES_TOLERANCE), (site, nft)
+
+
+def test_class_and_rate_series_exist_with_their_labels(window):
+    """Every HTB class the shaping role builds is exported, once, with site and groups; the
+    collector's rate series of the saturating device's class shows its iperf3 rate."""
+    for site in window["sites"]:
+        traffic = window["traffic"][site]
+        groups = "," + ",".join(labtools.compiled_site(site)["groups"]) + ","
+        for klass in ("site", "govapp", "default"):
+            for name in ("gerbang_tc_bytes_total", "gerbang_tc_rate_bits"):
+                series = at_end(f'{name}{{site="{site}",class="{klass}",direction="download"}}', window)
+                assert len(series) == 1, (site, name, klass, series)
+                labels = series[0]["metric"]
+                assert (labels["groups"], labels.get("device", "")) == (groups, ""), labels
+        device = traffic["iperf_device"]
+        devices = {r["metric"]["device"] for r in at_end(f'gerbang_tc_rate_bits{{site="{site}",class="device",direction="download"}}',
+                                                          window)}
+        assert devices == {d["name"] for d in labtools.compiled_site(site)["devices"]}, (site, devices)
+        seconds = int(window["end"] - window["start"])
+        peak = at_end(f'max_over_time(gerbang_tc_rate_bits{{site="{site}",class="device",device="{device}",direction="download"}}'
+                      f'[{seconds}s])', window)
+        rate = traffic["iperf_bytes"] * 8 / traffic["iperf_seconds"] / GOODPUT_RATIO
+        assert peak and close(float(peak[0]["value"][1]), rate), (site, peak, rate)
+
+
+def test_active_devices_are_the_ones_that_moved_traffic(window):
+    """gerbang_devices_active counts devices whose counters moved (not the neighbour table's
+    hours-old entries): in the window, exactly the two that made traffic."""
+    for site in window["sites"]:
+        traffic = window["traffic"][site]
+        last = {r["metric"]["device"]: float(r["value"][1])
+                for r in at_end(f'gerbang_device_last_active_timestamp_seconds{{site="{site}"}}', window)}
+        in_window = sorted(d for d, t in last.items() if t >= window["start"])
+        assert in_window == sorted([traffic["iperf_device"], traffic["web_device"]]), (site, last)
+        # The gauge at the end: devices moved within active_seconds (300 s) of that collector run,
+        # plus unregistered neighbours.
+        ran = float(at_end(f'gerbang_collector_last_run_timestamp_seconds{{site="{site}"}}', window)[0]["value"][1])
+        recent = sum(1 for t in last.values() if t >= ran - 300)
+        unregistered = float(at_end(f'gerbang_devices_active_unregistered{{site="{site}"}}', window)[0]["value"][1])
+        active = float(at_end(f'gerbang_devices_active{{site="{site}"}}', window)[0]["value"][1])
+        assert active == recent + unregistered >= 2, (site, active, recent, unregistered)
 
 
 def test_blocked_attempts_are_in_prometheus_by_category(window):
+    """Exactly the attempts made: the proxy's denials, and the DNS blocks of the asking device
+    (Squid's own look-ups of the names it denies are labelled "gateway" and are not attempts)."""
     for site in window["sites"]:
         traffic = window["traffic"][site]
+        device = traffic["web_device"]
         denied = increase("gerbang_proxy_requests_total", {"site": site, "decision": "denied", "category": "games"}, window)
-        dns_games = increase("gerbang_dns_blocked_total", {"site": site, "category": "games"}, window)
-        device = increase("gerbang_proxy_device_requests_total", {"site": site, "device": traffic["web_device"], "decision": "denied"},
+        by_device = increase("gerbang_proxy_device_requests_total", {"site": site, "device": device, "decision": "denied"}, window)
+        assert (denied, by_device) == (DENIED_REQUESTS, DENIED_REQUESTS), (site, denied, by_device)
+        for name, category in (("roblox.com", "games"), ("judi-slot-contoh.test", "trustpositif")):
+            total = increase("gerbang_dns_blocked_total", {"site": site, "category": category}, window)
+            asked = increase("gerbang_dns_device_blocked_total", {"site": site, "device": device, "category": category}, window)
+            assert (total, asked) == (DNS_BLOCKS[name], DNS_BLOCKS[name]), (site, category, total, asked)
+        # The site's total is its devices' (no look-up counted twice, none without a device).
+        lan = sum(float(r["value"][1]) for r in
+                  at_end(f'gerbang_dns_device_blocked_total{{site="{site}",device!="gateway"}}', window))
+        total = sum(float(r["value"][1]) for r in at_end(f'gerbang_dns_blocked_total{{site="{site}"}}', window))
+        assert lan == total, (site, lan, total)
+
+
+def test_proxy_bytes_per_domain_and_device_are_what_was_fetched(window):
+    fetched = HTTP_FETCHES * HTTP_BYTES
+    for site in window["sites"]:
+        traffic = window["traffic"][site]
+        domain = increase("gerbang_proxy_domain_bytes_total", {"site": site, "domain": ALLOWED_DOMAIN}, window)
+        device = increase("gerbang_proxy_device_bytes_total", {"site": site, "device": traffic["web_device"], "decision": "allowed"},
                           window)
-        # A series born inside the window has no sample at its start: its whole value counts.
-        assert denied >= DENIED_REQUESTS and device >= DENIED_REQUESTS, (site, denied, device)
-        assert dns_games >= DNS_BLOCKS["roblox.com"], (site, dns_games)
+        print(f"{site}: fetched {fetched} B of {ALLOWED_DOMAIN}; proxy domain bytes {domain:.0f}, device bytes {device:.0f}")
+        assert proxied_bytes_ok(domain, fetched, HTTP_FETCHES), (site, domain)
+        assert proxied_bytes_ok(device, fetched, HTTP_FETCHES), (site, device)
+        assert increase("gerbang_proxy_device_bytes_total", {"site": site, "device": traffic["iperf_device"]}, window) == 0
+
+
+# ---------------------------------------------------------------- console pages
+
+def console(page: str) -> str:
+    """A console page of the command center's Prometheus (roles/prometheus/files/consoles), over HTTP."""
+    ns = labtools.require_site(command_center())["gateway_ns"]
+    proc = labtools.in_ns(ns, "curl", "-sS", "-f", "-m", "20", f"http://127.0.0.1:9090/consoles/{page}", timeout=30)
+    assert proc.returncode == 0, (page, proc.stderr)
+    return proc.stdout
+
+
+def row(page: str, row_id: str) -> tuple[str, list[str]]:
+    """The row's text and its figure cells' data-value attributes (empty: no series)."""
+    match = re.search(rf'<tr id="{re.escape(row_id)}"[^>]*>(.*?)</tr>', page, re.S)
+    assert match, f"no row {row_id}"
+    return match.group(1), re.findall(r'data-value="([^"]*)"', match.group(1))
+
+
+def test_city_console_has_a_row_per_site_with_allocation_traffic_and_devices(window):
+    page = console("gerbang.html")
+    for site in window["sites"] + [command_center()]:
+        compiled = labtools.compiled_site(site)
+        text, values = row(page, f"site-{site}")
+        # up, download now, guaranteed, ceiling, of ceiling, govapp now, drops, blocked, active, registered
+        up, _now, rate, ceil, _share, _govapp, drops, blocked, active, registered = values
+        assert f"<td>{html.escape(compiled['title'])}</td>" in text, text
+        assert float(up) == 1
+        assert (float(rate), float(ceil)) == (compiled["bandwidth"]["rate_mbit"] * 1e6, compiled["bandwidth"]["ceil_mbit"] * 1e6)
+        assert float(registered) == len(compiled["devices"])
+        assert drops != "" and active != ""
+        if site in window["sites"]:
+            # Counts of the last hour (now minus an hour ago): at least this test's attempts.
+            assert float(blocked) >= DENIED_REQUESTS + sum(DNS_BLOCKS.values()), (site, values)
+            assert float(active) >= 2, (site, values)
+    # Every other gateway of the city is a target the lab did not start: its row says so.
+    for site in sorted(set(labtools.city()["sites"]) - set(labtools.lab_sites()))[:3]:
+        assert re.search(rf'<tr id="site-{site}" class="down">', page), site
+
+
+def test_site_console_lists_classes_devices_and_blocked_categories(window):
+    site = window["sites"][0]
+    compiled = labtools.compiled_site(site)
+    page = console(f"gerbang-site.html?site={site}")
+    assert f'<h1 id="site">{site} — {html.escape(compiled["title"])}</h1>' in page
+    assert row(page, "summary-download")[1][2] == f"{compiled['bandwidth']['ceil_mbit'] * 1e6:f}"
+    for klass in ("class-site", "class-govapp", "class-default"):
+        row(page, klass)
+    for device in compiled["devices"]:
+        row(page, f"device-{device['name']}")
+        row(page, f"class-device-{device['name']}")
+    _text, values = row(page, f"device-{window['traffic'][site]['web_device']}")
+    # Proxy denied, proxied bytes and DNS blocked of the last hour: at least this test's.
+    assert float(values[3]) >= DENIED_REQUESTS and float(values[5]) >= sum(DNS_BLOCKS.values()), values
+    assert float(values[4]) >= HTTP_FETCHES * HTTP_BYTES, values
+    assert float(row(page, "category-games")[1][0]) >= DENIED_REQUESTS + DNS_BLOCKS["roblox.com"]
+    assert float(row(page, f"domain-{ALLOWED_DOMAIN}")[1][0]) >= HTTP_FETCHES * HTTP_BYTES
 
 
 # ---------------------------------------------------------------- the report
@@ -293,14 +439,14 @@ def test_report_figures_match_the_traffic(window, report):
         entry = figures["sites"][site]
         down = entry["download"]
         bandwidth = labtools.compiled_site(site)["bandwidth"]
-        expected_bytes = traffic["iperf_bytes"] / GOODPUT_RATIO + traffic["http_bytes"]
+        expected_bytes = (traffic["iperf_bytes"] + traffic["http_bytes"]) / GOODPUT_RATIO
         rate_mbit = traffic["iperf_bytes"] * 8 / traffic["iperf_seconds"] / GOODPUT_RATIO / 1e6
         print(f"{site}: generated {expected_bytes / 1e6:.2f} MB (iperf3 {traffic['iperf_bytes'] / 1e6:.2f} MB at "
               f"{rate_mbit:.2f} Mbit/s layer 2, HTTP {traffic['http_bytes'] / 1e6:.2f} MB), reported {down['bytes'] / 1e6:.2f} MB; "
               f"peak {down['peak_mbit']:.2f}, p95 {down['p95_mbit']:.2f}, working-hours mean {down['work_mean_mbit']:.2f} Mbit/s "
               f"({down['work_utilisation']:.0%} of {down['ceil_mbit']:g}); denied {entry['proxy_denied']:g}, "
               f"DNS blocked {entry['dns_blocked']:g}, devices with traffic {entry['devices_with_traffic']}")
-        assert close(down["bytes"], expected_bytes), (site, down["bytes"], expected_bytes)
+        assert close(down["bytes"], expected_bytes, BYTES_TOLERANCE), (site, down["bytes"], expected_bytes)
         assert (down["ceil_mbit"], down["rate_mbit"]) == (bandwidth["ceil_mbit"], bandwidth["rate_mbit"])
         assert close(down["peak_mbit"], rate_mbit), (site, down["peak_mbit"], rate_mbit)
         assert down["p95_mbit"] <= down["peak_mbit"] and close(down["p95_mbit"], rate_mbit)
@@ -309,14 +455,14 @@ def test_report_figures_match_the_traffic(window, report):
         assert down["work_samples"] == down["samples"] > 0
         assert close(down["work_mean_mbit"], window_mean), (site, down["work_mean_mbit"], window_mean)
         assert down["work_utilisation"] == pytest.approx(down["work_mean_mbit"] / down["ceil_mbit"])
-        # Blocked attempts: at least the ones made (the proxy's and DNS's), by category.
-        assert entry["proxy_denied"] >= traffic["denied"]
-        assert entry["dns_blocked"] >= traffic["dns_blocked"]
-        assert entry["blocked_by_category"].get("games", 0) >= DENIED_REQUESTS + DNS_BLOCKS["roblox.com"]
-        assert entry["blocked_by_category"].get("trustpositif", 0) >= DNS_BLOCKS["judi-slot-contoh.test"]
-        assert entry["proxy_allowed"] >= HTTP_FETCHES
+        # Blocked attempts: exactly the ones made (the proxy's and DNS's), by category.
+        assert (entry["proxy_denied"], entry["dns_blocked"]) == (traffic["denied"], traffic["dns_blocked"]), entry
+        assert entry["blocked_by_category"] == {"games": DENIED_REQUESTS + DNS_BLOCKS["roblox.com"],
+                                                "trustpositif": DNS_BLOCKS["judi-slot-contoh.test"]}, entry
+        assert entry["proxy_allowed"] == HTTP_FETCHES
         domains = dict(entry["top_domains_bytes"])
-        assert close(domains.get(ALLOWED_DOMAIN, 0), HTTP_FETCHES * HTTP_BYTES), (site, domains)
+        assert proxied_bytes_ok(domains.get(ALLOWED_DOMAIN, 0), HTTP_FETCHES * HTTP_BYTES, HTTP_FETCHES), (site, domains)
+        assert dict(entry["top_domains_requests"]).get(ALLOWED_DOMAIN) == HTTP_FETCHES
         # Devices: exactly the two that moved traffic, out of the registry.
         assert entry["devices_with_traffic"] == sorted([traffic["iperf_device"], traffic["web_device"]])
         assert entry["devices_registered"] == len(labtools.compiled_site(site)["devices"])

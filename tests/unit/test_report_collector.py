@@ -166,8 +166,18 @@ def test_collect_accumulates_log_counts_and_bounds_domains(tmp_path):
     assert 'gerbang_proxy_requests_total{site="diskominfo",decision="denied",category="games"} 1' in text
     assert 'gerbang_dns_blocked_total{site="diskominfo",category="games"} 2' in text
     assert 'gerbang_dns_queries_total{site="diskominfo"} 7' in text
-    assert 'gerbang_devices_active{site="diskominfo"} 2' in text
+    # First run: nothing is known to have moved yet; the unregistered neighbour counts.
+    assert 'gerbang_devices_active{site="diskominfo"} 1' in text
     assert 'gerbang_devices_active_unregistered{site="diskominfo"} 1' in text
+    assert "gerbang_device_last_active_timestamp_seconds" not in text
+    # Blocked look-ups by asking device: the registered address by name, a line without
+    # log-queries=extra's client as unknown; the exposition's per-device sum is the total.
+    assert 'gerbang_dns_device_blocked_total{site="diskominfo",device="diskominfo-pc-01",category="games"} 2' in text
+    assert 'gerbang_dns_device_blocked_total{site="diskominfo",device="diskominfo-pc-01",category="trustpositif"} 1' in text
+    assert 'gerbang_dns_device_blocked_total{site="diskominfo",device="unknown",category="other"} 1' in text
+    # Proxy bytes per device and decision (the unregistered client's denial included).
+    assert 'gerbang_proxy_device_bytes_total{site="diskominfo",device="diskominfo-pc-01",decision="allowed"} 2000592' in text
+    assert 'gerbang_proxy_device_bytes_total{site="diskominfo",device="unregistered",decision="denied"} 1620' in text
     assert 'gerbang_device_bytes_total{site="diskominfo",device="diskominfo-pc-01",direction="download"} 9' in text
     assert 'gerbang_allocation_bits{site="diskominfo",direction="download",kind="ceil"} 10000000' in text
     assert text.count("# TYPE gerbang_tc_bytes_total counter") == 1
@@ -181,6 +191,57 @@ def test_collect_accumulates_log_counts_and_bounds_domains(tmp_path):
     assert 'gerbang_proxy_requests_total{site="diskominfo",decision="denied",category="games"} 2' in text
     assert 'gerbang_tc_rate_bits{site="diskominfo",direction="download",class="site",device=""} 10000' in text
     assert 'gerbang_collector_source_up{site="diskominfo",source="squid_log"} 1' in text
+    assert 'gerbang_proxy_device_bytes_total{site="diskominfo",device="diskominfo-pc-01",decision="denied"} 0' in text
+
+
+def test_devices_are_active_while_their_counters_move(tmp_path):
+    cfg = {**config(tmp_path), "active_seconds": 60}
+    nft = {"bytes": 9}
+
+    def commands(argv):
+        if argv[0] == "nft":
+            return {"nftables": [{"counter": {"name": "dev11_down", "bytes": nft["bytes"], "packets": 1}}]}
+        if argv[0] == "ip":   # the neighbour table lists the device all along (STALE for hours)
+            return [{"dst": "10.20.16.11", "state": ["STALE"]}]
+        return fake_commands(1)(argv)
+
+    active = 'gerbang_devices_active{site="diskominfo"} '
+    text, state = gm.collect(cfg, {}, 1000.0, commands)
+    assert active + "0" in text
+    nft["bytes"] = 5000
+    text, state = gm.collect(cfg, state, 1015.0, commands)
+    assert active + "1" in text
+    assert 'gerbang_device_last_active_timestamp_seconds{site="diskominfo",device="diskominfo-pc-01"} 1015' in text
+    text, state = gm.collect(cfg, state, 1070.0, commands)       # idle, still inside 60 s
+    assert active + "1" in text
+    text, state = gm.collect(cfg, state, 1080.0, commands)       # idle for 65 s
+    assert active + "0" in text
+    nft["bytes"] = 300                                            # ruleset reloaded (counter reset), then traffic
+    text, state = gm.collect(cfg, state, 1095.0, commands)
+    assert active + "1" in text
+
+
+def test_dns_blocks_are_labelled_with_the_asking_device():
+    by_ip, own = {"10.20.16.11": "diskominfo-pc-01"}, {"10.20.16.1"}
+    line = "Nov 23 09:29:37 dnsmasq[779]: 1 {}/35674 reply roblox.com is 10.20.16.1"
+    assert gm.dns_device(line.format("10.20.16.11"), by_ip, own) == "diskominfo-pc-01"
+    assert gm.dns_device(line.format("10.20.16.99"), by_ip, own) == "unregistered"
+    assert gm.dns_device(line.format("127.0.0.1"), by_ip, own) == "gateway"
+    assert gm.dns_device(line.format("10.20.16.1"), by_ip, own) == "gateway"
+    assert gm.dns_device("Nov 23 09:29:40 dnsmasq[779]: cached youtube.com is 10.20.16.1", by_ip, own) == "unknown"
+
+
+def test_the_gateways_own_lookups_are_not_blocked_attempts(tmp_path):
+    """Squid resolving a name it denies (through dnsmasq on 127.0.0.1) is the proxy denial's
+    attempt again: labelled "gateway" per device, left out of gerbang_dns_blocked_total."""
+    cfg = config(tmp_path)
+    Path(cfg["dnsmasq_log"]).write_text(
+        "Nov 23 09:29:37 dnsmasq[779]: 1 127.0.0.1/40000 reply roblox.com is 10.20.16.1\n"
+        "Nov 23 09:29:38 dnsmasq[779]: 2 10.20.16.11/40001 reply roblox.com is 10.20.16.1\n")
+    text, _state = gm.collect(cfg, {}, 1000.0, fake_commands(1))
+    assert 'gerbang_dns_blocked_total{site="diskominfo",category="games"} 1' in text
+    assert 'gerbang_dns_device_blocked_total{site="diskominfo",device="gateway",category="games"} 1' in text
+    assert 'gerbang_dns_device_blocked_total{site="diskominfo",device="diskominfo-pc-01",category="games"} 1' in text
 
 
 def test_collector_main_writes_textfile_and_state(tmp_path):

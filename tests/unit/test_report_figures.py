@@ -35,7 +35,15 @@ def test_counter_increase_counts_through_a_reset():
     ("fri-mon 00:00-24:00", {4, 5, 6, 0}, 0, 1440),
 ])
 def test_parse_working_hours(text, days, start, end):
-    assert f.parse_working_hours(text) == (days, start, end)
+    assert f.parse_working_hours(text) == [{"day": d, "start_minute": start, "end_minute": end} for d in sorted(days)]
+
+
+def test_working_hours_of_the_compiled_city_schedule_with_two_windows():
+    """The report's default: the city's compiled working hours (segments), e.g. jam_layanan."""
+    hours = f.parse_working_hours("mon-fri 07:00-16:00; sat 08:00-12:00")
+    assert f.in_working_hours(at("2026-11-28T08:00"), "Asia/Jakarta", hours)      # Saturday
+    assert not f.in_working_hours(at("2026-11-28T12:00"), "Asia/Jakarta", hours)
+    assert f.in_working_hours(at("2026-11-27T15:59"), "Asia/Jakarta", hours)      # Friday
 
 
 def test_working_hours_are_local_time():

@@ -102,6 +102,7 @@ def test_collector_counts_known_traffic():
     assert delta("gerbang_proxy_device_requests_total", device=device, decision="denied") == BLOCKED_HTTP
     assert delta("gerbang_proxy_device_requests_total", device=device, decision="allowed") == 1
     assert DOWNLOAD <= delta("gerbang_proxy_domain_bytes_total", domain="kompas.com") <= DOWNLOAD + 2000
+    assert DOWNLOAD <= delta("gerbang_proxy_device_bytes_total", device=device, decision="allowed") <= DOWNLOAD + 2000
     # nftables per-device counter: the proxied download and the forwarded iperf3 transfer
     # (IP bytes; TCP/IP overhead ~4 %).
     expected = DOWNLOAD + received
@@ -112,6 +113,7 @@ def test_collector_counts_known_traffic():
     assert delta("gerbang_tc_bytes_total", direction="download", **{"class": "site"}) >= device_class
     assert value(after, "gerbang_devices_registered") == len(labtools.compiled_site(SITE)["devices"])
     assert value(after, "gerbang_devices_active") >= 1
+    assert value(after, "gerbang_device_last_active_timestamp_seconds", device=device) >= value(before, "gerbang_collector_last_run_timestamp_seconds")
     for source in ("tc_download", "tc_upload", "nftables", "neighbours", "squid_log", "dnsmasq_log"):
         assert value(after, "gerbang_collector_source_up", source=source) == 1, source
 
@@ -119,6 +121,7 @@ def test_collector_counts_known_traffic():
 def test_blocked_dns_lookups_are_counted():
     """dnsmasq's log: one blocked attempt per A look-up of a blocked name (cached answers too)."""
     (client, _address), = labtools.clients(SITE, 1)
+    device = next(c["device"] for c in labtools.registered_clients(SITE) if c["ns"] == client)
     gateway = labtools.require_site(SITE)["lan_address"]
     before = collect()
     for _ in range(BLOCKED_DNS):
@@ -127,6 +130,8 @@ def test_blocked_dns_lookups_are_counted():
     assert value(after, "gerbang_collector_source_up", source="dnsmasq_log") == 1
     assert value(after, "gerbang_dns_blocked_total", category="games") - value(before, "gerbang_dns_blocked_total", category="games") \
         == BLOCKED_DNS
+    assert value(after, "gerbang_dns_device_blocked_total", device=device, category="games") \
+        - value(before, "gerbang_dns_device_blocked_total", device=device, category="games") == BLOCKED_DNS
 
 
 def test_prometheus_scrapes_every_site_with_its_labels():
