@@ -161,9 +161,9 @@ def test_safesearch_names_resolve_to_the_safe_endpoints(client, clock_on):
 def test_trustpositif_domains_are_blocked_at_any_time(client):
     """TRUST+ names (and their subdomains) do not exist for office devices (local=/name/: NXDOMAIN).
 
-    NXDOMAIN rather than the block page: the list has ~2 million names and only `local=` loads
-    it in seconds (bench/dnsmasq_trustpositif.py; forwarding each name to the block responder
-    takes minutes to load).
+    NXDOMAIN rather than the block page: the list has ~2 million names and `local=` is the
+    cheapest form (bench/dnsmasq_trustpositif.py: forwarding each name to the block responder
+    takes twice the start-up, three times the memory and the window-edge pause; docs/access.md).
     """
     ns, _ = client
     listed = [line.strip() for line in (L.REPO / "files/trustpositif/domains.txt").read_text().splitlines()
