@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-GOODPUT_RATIO = 1448 / 1514  # 0.956
+MSS_BYTES = 1448  # payload of a full TCP segment (timestamps on)
+GOODPUT_RATIO = MSS_BYTES / 1514  # 0.956
 
 
 def expected_goodput(rate_mbit: float) -> float:
@@ -71,7 +72,9 @@ def run_flows_detailed(flows: list[Flow], seconds: float = 5, omit: int = 1, bas
     """Run the flows at the same time; per flow the receiver's goodput in Mbit/s and ``bytes``,
     the omitted start left out, and ``bytes_total``: for a download every payload byte the client
     received, the omitted seconds included (what a class counter on the path saw, less the
-    headers); for an upload the same as ``bytes``."""
+    headers); for an upload the same as ``bytes``. ``unread`` (payload the sender wrote that the
+    receiver had not counted when the test ended, still crossing the path) and ``retransmits``
+    (segments the sender sent again) are what a class counter may see on top of ``bytes_total``."""
     servers = [_start_server(flow, base_port + i) for i, flow in enumerate(flows)]
     clients = []
     try:
@@ -91,8 +94,10 @@ def run_flows_detailed(flows: list[Flow], seconds: float = 5, omit: int = 1, bas
             received = data["end"]["sum_received"]
             # For -R the client is the receiver and its intervals count what it received.
             total = sum(i["sum"]["bytes"] for i in data["intervals"]) if flow.download else received["bytes"]
+            sent = data["end"].get("sum_sent", {})
             results.append({"mbit": received["bits_per_second"] / 1e6, "bytes": received["bytes"],
-                            "bytes_total": total})
+                            "bytes_total": total, "unread": max(0, sent.get("bytes", 0) - received["bytes"]),
+                            "retransmits": sent.get("retransmits", 0)})
         return results
     finally:
         for proc in clients + servers:

@@ -154,7 +154,10 @@ def test_government_app_keeps_its_rate_and_class_while_its_device_saturates(site
     gateway, lan = labtools.gateway_exec(site), compiled["lan"]["interface"]
     classid = next(d["classid"] for d in compiled["devices"] if d["ip"] == gov.client_ip)
     before = measure.class_bytes(gateway, lan)
-    results = measure.run_flows_detailed([gov] + saturating, seconds=6, omit=2)
+    # No omitted start: iperf3 does not count every byte of its omitted seconds, and the class
+    # counter is compared with what the client received (a run on a loaded machine saw 5 MB of a
+    # 43 Mbit/s flow's two omitted seconds missing). The app's rate is far above its guarantee.
+    results = measure.run_flows_detailed([gov] + saturating, seconds=6, omit=0)
     after = measure.class_bytes(gateway, lan)
     delta = {c: after[c] - before.get(c, 0) for c in after}
     got = results[0]
@@ -162,8 +165,11 @@ def test_government_app_keeps_its_rate_and_class_while_its_device_saturates(site
           f"class 1:2 ~{without_class:.2f}), {got['bytes_total']} B received; download 1:2 +{delta.get('1:2', 0)} B, "
           f"device {classid} +{delta.get(classid, 0)} B; others {[round(r['mbit'], 2) for r in results[1:]]}")
     assert got["mbit"] >= guaranteed * (1 - TOLERANCE), results
-    # Class 1:2 on LAN egress carried the app's bytes (plus ~4.6 % of headers), and only those.
-    assert got["bytes_total"] <= delta.get("1:2", 0) <= got["bytes_total"] * 1.15, (got, delta)
+    # Class 1:2 on LAN egress carried the app's bytes, and only those: at least what the client
+    # received, at most what the sender put on the wire (received, written but still unread at
+    # the end, retransmitted segments), plus ~4.6 % of headers (HTB counts layer-2 bytes).
+    on_wire = got["bytes_total"] + got["unread"] + got["retransmits"] * measure.MSS_BYTES
+    assert got["bytes_total"] <= delta.get("1:2", 0) <= on_wire * 1.10, (got, delta)
     # The device's own streams went through its own class, not 1:2.
     assert delta.get(classid, 0) >= results[1]["bytes"], (results[1], delta)
 
