@@ -64,9 +64,8 @@ def pick_category(site: dict, now: dt.datetime, names: dict) -> tuple[str, bool,
     is one, else a time-windowed one allowed now, else one always blocked. The decision is
     schedule.active_blocks'; a category whose decision changes within two minutes (a browser
     follows a DNS change within about two minutes) is not picked."""
-    settled_blocked = set(schedule.active_blocks(site, now - dt.timedelta(minutes=1))) & \
-        set(schedule.active_blocks(site, now)) & set(schedule.active_blocks(site, now + dt.timedelta(minutes=2)))
-    blocked_any = set().union(*(schedule.active_blocks(site, now + dt.timedelta(minutes=m)) for m in (-1, 0, 2)))
+    decisions = [set(schedule.active_blocks(site, now + dt.timedelta(minutes=m))) for m in (-1, 0, 2)]
+    settled_blocked, blocked_any = set.intersection(*decisions), set.union(*decisions)
     served = [c for c in sorted(site["categories"]) if any(d in names for d in site["categories"][c]["domains"])]
     windowed = [c for c in time_windowed(site) if c in served]
     for category in windowed:
